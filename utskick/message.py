@@ -1,0 +1,135 @@
+"""One recipient's message from the rendered issue (cheap substitution).
+
+`EmailMessage` per recipient caps a mailer near 80 msg/s, so the MIME skeleton, encoded headers
+and base64 attachments are built once per issue (`MessageTemplate`), and each recipient costs a
+string join plus C-speed quoted-printable encoding of the two personalised parts. `build` writes
+its .eml through the same `MessageTemplate.render`, so what is previewed is what is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
+
+from .render import Embedded, Personalised, Rendered, personalise
+from .subscribers import Subscriber
+
+CRLF = b"\r\n"
+
+
+def _header(name: str, value: str) -> bytes:
+    """A header line, RFC 2047-encoded and folded only when it needs to be."""
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}".encode() + CRLF
+    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}".encode() + CRLF
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in IDNA form, as SMTP without SMTPUTF8 needs it."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode()}"
+    except UnicodeError:
+        return address
+
+
+def _mailbox(name: str, address: str) -> str:
+    return formataddr((name, ascii_address(address)), charset="utf-8") if name else ascii_address(address)
+
+
+def _qp(text: str) -> bytes:
+    data = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return data.replace(b"\n", CRLF)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", CRLF)
+
+
+def _part(headers: list[tuple[str, str]], body: bytes) -> bytes:
+    return b"".join(f"{k}: {v}".encode() + CRLF for k, v in headers) + CRLF + body
+
+
+def _attachment(item: Embedded, inline: bool) -> bytes:
+    disposition = "inline" if inline else "attachment"
+    headers = [("Content-Type", f'{item.mime}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
+               ("Content-Disposition", f'{disposition}; filename="{item.filename}"')]
+    if inline:
+        headers.insert(2, ("Content-ID", f"<{item.cid}>"))
+    return _part(headers, _b64(item.data))
+
+
+def _multipart(kind: str, boundary: str, parts: list[bytes]) -> tuple[bytes, bytes]:
+    """(headers, body) of a multipart; the boundary's "=_" can never occur in QP or base64."""
+    head = f'Content-Type: multipart/{kind}; boundary="{boundary}"'.encode() + CRLF
+    body = b"".join(b"--" + boundary.encode() + CRLF + p + CRLF for p in parts) + b"--" + boundary.encode() + b"--" + CRLF
+    return head, body
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """Everything about an issue's message that is the same for every recipient."""
+
+    rendered: Rendered
+    sender: str
+    domain: str
+    fixed_headers: bytes
+    subject_prefix: str = ""
+
+    @classmethod
+    def of(cls, rendered: Rendered, subject_prefix: str = "") -> MessageTemplate:
+        s = rendered.settings
+        name, address = parseaddr(s.from_)
+        address = ascii_address(address)
+        domain = address.rpartition("@")[2].lower()
+        local = address.rpartition("@")[0].lower()
+        headers = _header("From", _mailbox(name or s.name, address)).decode()
+        headers += _header("Subject", subject_prefix + rendered.issue.subject).decode()
+        if s.reply_to:
+            rname, raddr = parseaddr(s.reply_to)
+            headers += _header("Reply-To", _mailbox(rname, raddr)).decode()
+        headers += _header("List-Id", f"{s.name} <{local}.{domain}>").decode()
+        headers += "MIME-Version: 1.0\r\n"
+        return cls(rendered, address, domain, headers.encode(), subject_prefix)
+
+    def _body(self, p: Personalised) -> bytes:
+        plain = _part([("Content-Type", 'text/plain; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")], _qp(p.text))
+        rich = _part([("Content-Type", 'text/html; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")], _qp(p.html))
+        head, body = _multipart("alternative", "=_utskick_alt", [plain, rich])
+        if self.rendered.images:
+            parts = [head + CRLF + body] + [_attachment(i, inline=True) for i in self.rendered.images]
+            head, body = _multipart("related", "=_utskick_rel", parts)
+        if self.rendered.attachments:
+            parts = [head + CRLF + body] + [_attachment(a, inline=False) for a in self.rendered.attachments]
+            head, body = _multipart("mixed", "=_utskick_mix", parts)
+        return head + CRLF + body
+
+    def list_unsubscribe(self, p: Personalised) -> list[tuple[str, str]]:
+        """RFC 2369 / RFC 8058 headers: one-click only when there is an https link to post to."""
+        targets = []
+        if p.unsubscribe_url:
+            targets.append(f"<{p.unsubscribe_url}>")
+        if self.rendered.settings.unsubscribe.mailto:
+            targets.append(f"<mailto:{self.rendered.settings.unsubscribe.mailto}?subject=unsubscribe>")
+        out = [("List-Unsubscribe", ", ".join(targets))]
+        if p.unsubscribe_url and p.unsubscribe_url.lower().startswith("https://"):
+            out.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        return out
+
+    def render(self, subscriber: Subscriber) -> bytes:
+        """The complete RFC 5322 message for one recipient, CRLF line endings."""
+        p = personalise(self.rendered, subscriber)
+        head = _header("To", _mailbox(subscriber.name, subscriber.email))
+        head += _header("Date", formatdate(localtime=True))
+        head += _header("Message-ID", f"<{secrets.token_hex(12)}@{self.domain}>")
+        for k, v in self.list_unsubscribe(p):
+            head += f"{k}: {v}".encode() + CRLF
+        return head + self.fixed_headers + self._body(p)
+
+

@@ -1,0 +1,350 @@
+"""jinja2 + premailer: issue -> html/text, once per issue.
+
+Rendering and CSS inlining are the expensive part (premailer alone is ~0.4 s), so they happen
+once per issue with per-recipient values left as markers; `personalise` fills them in per
+recipient by joining pre-split pieces, which costs microseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import mimetypes
+import re
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from markupsafe import Markup
+from premailer import Premailer  # type: ignore[import-untyped]
+
+from . import calendar, markdown
+from .errors import Problem, UtskickError
+from .load import Document, Project
+from .model import Image, Issue, Logo, Settings
+from .subscribers import Subscriber
+
+STRINGS: dict[str, dict[str, str]] = {
+    "sv": {
+        "read_more": "Läs mer",
+        "read_more_about": "Läs mer om {title}",
+        "web_version": "Visa i webbläsare",
+        "unsubscribe": "Avregistrera",
+        "calendar": "Kalendarium",
+        "full_calendar": "Hela kalendariet",
+        "photo": "Foto",
+        "why": "Du får det här nyhetsbrevet från {name}.",
+    },
+    "en": {
+        "read_more": "Read more",
+        "read_more_about": "Read more about {title}",
+        "web_version": "View in browser",
+        "unsubscribe": "Unsubscribe",
+        "calendar": "Calendar",
+        "full_calendar": "Full calendar",
+        "photo": "Photo",
+        "why": "You receive this newsletter from {name}.",
+    },
+}
+# Link texts that say nothing out of context: these get an aria-label naming the article.
+GENERIC_LINK_TEXTS = {"läs mer", "read more", "mer", "mer info", "mer information", "här", "klicka här", "more", "here"}
+GMAIL_CLIP = 102 * 1024
+EMBED_WARN = 300 * 1024
+SUBJECT_WARN = 78
+MARKDOWN_FIELDS = {"body", "intro", "description", "footer"}
+DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
+
+
+def default_theme() -> Path:
+    """The theme shipped in the wheel (`utskick.templates`), or ./templates in a source checkout."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("utskick.templates")))
+        if (path / "email.html").exists():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return DEFAULT_THEME
+
+
+@dataclass(frozen=True)
+class Embedded:
+    cid: str
+    filename: str
+    mime: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Split:
+    """Text cut at the markers: parts[0] + value(fields[0]) + parts[1] + …"""
+
+    parts: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    def fill(self, values: dict[str, str]) -> str:
+        out = [self.parts[0]]
+        for name, part in zip(self.fields, self.parts[1:]):
+            out.append(values[name])
+            out.append(part)
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One issue, rendered and inlined once, with per-recipient values still open."""
+
+    slug: str
+    settings: Settings
+    issue: Issue
+    html: Split
+    text: Split
+    images: tuple[Embedded, ...]
+    attachments: tuple[Embedded, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    files: tuple[Path, ...] = ()
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Subscriber columns the templates use (beyond the unsubscribe link)."""
+        return frozenset(f for f in self.html.fields + self.text.fields if f != UNSUB)
+
+    @property
+    def html_size(self) -> int:
+        return len(self.html.fill({f: "" for f in self.html.fields}).encode())
+
+
+@dataclass(frozen=True)
+class Personalised:
+    html: str
+    text: str
+    unsubscribe_url: str | None
+
+
+UNSUB = "\x00unsubscribe_url"
+
+
+def unsubscribe_url(settings: Settings, subscriber: Subscriber) -> str | None:
+    url = settings.unsubscribe.url
+    return url.replace("{token}", subscriber.token) if url else None
+
+
+def personalise(rendered: Rendered, subscriber: Subscriber) -> Personalised:
+    """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
+    unsub = unsubscribe_url(rendered.settings, subscriber)
+    plain = {f: subscriber.field(f) or "" for f in rendered.fields}
+    plain[UNSUB] = unsub or ""
+    escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
+    return Personalised(rendered.html.fill(escaped), rendered.text.fill(plain), unsub)
+
+
+class _Markers:
+    """Stands in for `subscriber` while rendering: every field becomes a marker premailer keeps."""
+
+    def __init__(self, nonce: str) -> None:
+        self._nonce = nonce
+        self.used: list[str] = []
+
+    def marker(self, name: str) -> str:
+        if name not in self.used:
+            self.used.append(name)
+        return f"%%U{self._nonce}#{self.used.index(name)}%%"
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.marker(name)
+
+    def __getitem__(self, name: str) -> str:
+        return self.marker(name)
+
+    def split(self, text: str) -> Split:
+        pieces = re.split(rf"%%U{self._nonce}#(\d+)%%", text)
+        return Split(tuple(pieces[0::2]), tuple(self.used[int(i)] for i in pieces[1::2]))
+
+
+def slug_of(path: Path) -> str:
+    return path.stem
+
+
+def web_version_url(settings: Settings, slug: str) -> str | None:
+    return settings.web_version.replace("{slug}", slug) if settings.web_version else None
+
+
+def _environment(project: Project) -> jinja2.Environment:
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(project.templates_dir), jinja2.FileSystemLoader(default_theme())]
+    )
+    return jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _underline(text: str, char: str) -> str:
+    return f"{text}\n{char * min(len(text), markdown.WIDTH)}"
+
+
+def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
+    lang = settings.language
+    return {
+        "markdown": lambda s, breaks=False: Markup(markdown.to_html(s, breaks)),
+        "text": lambda s, breaks=False: markdown.to_text(s, breaks=breaks),
+        "long_date": lambda d: calendar.long_date(d, lang),
+        "event_date": lambda e: calendar.event_date(e, lang),
+        "event_time": calendar.event_time,
+        "image_src": lambda src: f"cid:{cids[src]}" if src in cids else src,
+        "is_generic": lambda s: s.strip(" .→>").lower() in GENERIC_LINK_TEXTS,
+        "host": lambda url: urlsplit(url).netloc or url,
+        "bare": lambda url: url.removeprefix("mailto:"),
+        "underline": _underline,
+    }
+
+
+def _walk(obj: Any, loc: tuple[int | str, ...] = ()) -> Any:
+    """Every (loc, field name, value) in a model tree, for checks that need a location."""
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            yield from _walk(item, loc + (i,))
+    elif hasattr(obj, "model_fields"):
+        for name, info in type(obj).model_fields.items():
+            value = getattr(obj, name)
+            key = info.alias or name
+            yield loc + (key,), key, value
+            yield from _walk(value, loc + (key,))
+
+
+def _local_images(doc: Document[Any]) -> list[tuple[tuple[int | str, ...], Path, Image | Logo]]:
+    found = []
+    for loc, _, value in _walk(doc.model):
+        if isinstance(value, (Image, Logo)) and not value.src.lower().startswith("https://"):
+            found.append((loc, (doc.path.parent / value.src), value))
+    return found
+
+
+def _embed(docs: list[Document[Any]]) -> tuple[dict[str, str], list[Embedded], list[Problem], list[Path]]:
+    cids: dict[str, str] = {}
+    embedded: list[Embedded] = []
+    problems: list[Problem] = []
+    files: list[Path] = []
+    for doc in docs:
+        for loc, path, image in _local_images(doc):
+            files.append(path)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                problems.append(doc.problem(loc + ("src", ""), f"image file not found: {path}"))
+                continue
+            mime = mimetypes.guess_type(path.name)[0] or ""
+            if not mime.startswith("image/"):
+                problems.append(doc.problem(loc + ("src", ""), f"{path.name} is not an image (png, jpg, gif)"))
+                continue
+            cid = f"{hashlib.sha256(data).hexdigest()[:20]}@utskick"
+            if image.src not in cids:
+                cids[image.src] = cid
+                if all(e.cid != cid for e in embedded):
+                    embedded.append(Embedded(cid, path.name, mime, data))
+    return cids, embedded, problems, files
+
+
+def _luminance(color: str) -> float:
+    hexa = color.lstrip("#")
+    if len(hexa) == 3:
+        hexa = "".join(c * 2 for c in hexa)
+    channels = []
+    for i in (0, 2, 4):
+        c = int(hexa[i : i + 2], 16) / 255
+        channels.append(c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = channels
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _checks(project: Project, doc: Document[Issue], images: list[Embedded]) -> list[Problem]:
+    """Problems the model alone cannot see: contrast, http links, sizes, dates."""
+    out: list[Problem] = []
+    sdoc = project.settings_doc
+    ratio = contrast(project.settings.accent_color, "#ffffff")
+    if ratio < 4.5:
+        out.append(sdoc.problem(("accent_color", ""), f"accent_color {project.settings.accent_color} has a contrast of {ratio:.2f}:1 against white; links and headings need at least 4.5:1 (WCAG 2.1 AA)"))
+    for d in (sdoc, doc):
+        for loc, key, value in _walk(d.model):
+            if not isinstance(value, str):
+                continue
+            urls = markdown.links(value) if key in MARKDOWN_FIELDS else [value]
+            for url in urls:
+                if url.lower().startswith("http://"):
+                    out.append(d.problem(loc + ("",), f"{url} is not https: readers' mail clients may warn", "warning"))
+    issue = doc.model
+    if len(issue.subject) > SUBJECT_WARN:
+        out.append(doc.problem(("subject", ""), f"subject is {len(issue.subject)} characters; inboxes cut it near {SUBJECT_WARN}", "warning"))
+    if issue.calendar:
+        for i, event in enumerate(issue.calendar.events):
+            if (event.end_date or event.date) < issue.date:
+                out.append(doc.problem(("calendar", "events", i, "date", ""), f"event '{event.title}' is already over on the issue date {issue.date}", "warning"))
+    total = sum(len(e.data) for e in images) * 4 // 3
+    if total > EMBED_WARN:
+        out.append(Problem(f"embedded images add {total // 1024} KB to every message (over {EMBED_WARN // 1024} KB): host them on https or shrink them", doc.path, severity="warning"))
+    return out
+
+
+def _inline(page: str) -> str:
+    # premailer's cssutils logs every unknown property at WARNING: keep it out of the terminal.
+    logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+    return str(
+        Premailer(
+            page, strip_important=False, keep_style_tags=False, remove_classes=False,
+            disable_validation=True, cssutils_logging_level=logging.CRITICAL, allow_network=False,
+            disable_leftover_css=False,
+        ).transform(pretty_print=False)
+    )
+
+
+def render(project: Project, doc: Document[Issue]) -> Rendered:
+    """Render and inline one issue; raises UtskickError when it cannot be sent as is."""
+    settings, issue = project.settings, doc.model
+    slug = slug_of(doc.path)
+    cids, images, problems, files = _embed([project.settings_doc, doc])
+    if problems:
+        raise UtskickError(problems)
+    env = _environment(project)
+    env.filters.update(_filters(settings, cids))
+    markers = _Markers(secrets.token_hex(4))
+    context: dict[str, Any] = {
+        "settings": settings,
+        "issue": issue,
+        "slug": slug,
+        "t": STRINGS[settings.language],
+        "subscriber": markers,
+        "unsubscribe_url": markers.marker(UNSUB) if settings.unsubscribe.url else None,
+        "web_version_url": web_version_url(settings, slug),
+        "preheader_padding": Markup("&#847;&zwnj;&nbsp;" * 40),
+    }
+    try:
+        assert env.loader is not None
+        css = env.loader.get_source(env, "email.css")[0].replace("ACCENT", settings.accent_color)
+        page = env.get_template("email.html").render(context, css=Markup(css))
+        text = env.get_template("email.txt").render(context)
+    except jinja2.TemplateError as e:
+        where = Path(getattr(e, "filename", None) or project.templates_dir)
+        raise UtskickError(Problem(f"template: {e.message}", where, getattr(e, "lineno", None))) from None
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    rendered = Rendered(slug, settings, issue, markers.split(_inline(page)), markers.split(text),
+                        tuple(images), files=tuple(files))
+    warnings = _checks(project, doc, images)
+    if rendered.html_size > GMAIL_CLIP:
+        warnings.append(Problem(f"the HTML is {rendered.html_size // 1024} KB; Gmail clips messages over 102 KB", doc.path, severity="warning"))
+    return replace(rendered, problems=tuple(warnings))
