@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from pydantic import BaseModel
 from markupsafe import Markup
 from premailer import Premailer  # type: ignore[import-untyped]
 
@@ -215,7 +216,7 @@ def _walk(obj: Any, loc: tuple[int | str, ...] = ()) -> Any:
     if isinstance(obj, list):
         for i, item in enumerate(obj):
             yield from _walk(item, loc + (i,))
-    elif hasattr(obj, "model_fields"):
+    elif isinstance(obj, BaseModel):
         for name, info in type(obj).model_fields.items():
             value = getattr(obj, name)
             key = info.alias or name

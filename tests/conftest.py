@@ -1,0 +1,42 @@
+"""Shared fixtures: a copy of the example project in a temp folder, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from click.testing import CliRunner, Result
+
+from utskick.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The bundled example project, copied, with the current folder inside it."""
+    dest = tmp_path / "proj"
+    dest.mkdir()
+    shutil.copyfile(ROOT / "newsletter.yaml", dest / "newsletter.yaml")
+    shutil.copytree(ROOT / "issues", dest / "issues")
+    shutil.copytree(ROOT / "subscribers", dest / "subscribers")
+    monkeypatch.chdir(dest)
+    monkeypatch.setenv("UTSKICK_SECRET", "test-secret")
+    monkeypatch.delenv("UTSKICK_SMTP_URL", raising=False)
+    return dest
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run() -> Run:
+    """Invoke the real `utskick` command line in-process; returns click's Result."""
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke
