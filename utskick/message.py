@@ -44,8 +44,11 @@ def _mailbox(name: str, address: str) -> str:
 
 
 def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF, and no line starting with '.': SMTP can send it unchanged."""
     data = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
-    return data.replace(b"\n", CRLF)
+    if data.startswith(b"."):
+        data = b"=2E" + data[1:]
+    return data.replace(b"\n.", b"\n=2E").replace(b"\n", CRLF)
 
 
 def _b64(data: bytes) -> bytes:

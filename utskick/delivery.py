@@ -1,0 +1,410 @@
+"""The send loop: a pool of connections, a shared rate limit, retries, and a journal entry
+around every SMTP transaction, so that a re-run of the same command resumes where it stopped.
+
+Recipients are streamed twice from the lists (once to enter them in the journal, once to send)
+and never held as messages: each worker renders one recipient's bytes, sends them, forgets them.
+What a reply means is decided in `transport.classify`; what it does to the send is decided here:
+
+* 4xx and dropped connections: back off (exponential, jittered) and retry, then `failed`;
+* 5.1.x to RCPT: `bounced`, suppressed at the end of the run; a streak of them stops the send,
+  because a relay that refuses everyone is not a list of bad addresses;
+* any other 5xx, 535, TLS, refused: stop at once, suppress nobody, leave the rest pending;
+* Ctrl-C: finish the transactions in flight, record them, stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import fcntl
+import io
+import os
+import random
+import signal
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from .errors import Problem, UtskickError
+from .files import write_atomic
+from .journal import Counts, Journal, Row, State
+from .load import Project
+from .message import MessageTemplate
+from .model import Sending
+from .subscribers import Subscriber, secret, token
+from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError
+
+BOUNCE_STREAK = 5
+"""This many 5.1.x refusals in a row stop the send: the relay, not the list, is probably wrong."""
+
+
+# --- Recipients adapter --------------------------------------------------------------------------
+# ADAPTER (temporary): reads the simple example CSVs until the subscribers module's real API
+# (CSV sniffing, validation, suppression) is merged; the lead swaps these two functions for it.
+
+NAME_COLUMNS = ("namn", "name")
+EMAIL_COLUMNS = ("email", "e-post", "epost")
+UNSUBSCRIBED = "unsubscribed.csv"
+
+
+def _read_csv(path: Path) -> Iterator[dict[str, str]]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for row in csv.DictReader(f):
+                yield {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+    except FileNotFoundError:
+        raise UtskickError(Problem("list not found", path)) from None
+
+
+def _suppressed(project: Project) -> set[str]:
+    path = project.subscribers_dir / UNSUBSCRIBED
+    if not path.exists():
+        return set()
+    return {row.get("email", "").lower() for row in _read_csv(path)}
+
+
+def recipients_for(project: Project, lists: Iterable[str]) -> Iterator[Subscriber]:
+    """ADAPTER: the de-duplicated union of the lists minus suppressed addresses, streamed."""
+    seen = _suppressed(project)
+    for name in lists:
+        for row in _read_csv(project.subscribers_dir / f"{name}.csv"):
+            email = next((row[c] for c in EMAIL_COLUMNS if row.get(c)), "")
+            key = email.lower()
+            if not email or key in seen:
+                continue
+            seen.add(key)
+            person = next((row[c] for c in NAME_COLUMNS if row.get(c)), "")
+            attrs = {k: v for k, v in row.items() if k not in NAME_COLUMNS + EMAIL_COLUMNS}
+            yield Subscriber(email=email, key=key, name=person, attrs=attrs)
+
+
+def suppress_bounced(project: Project, bounced: list[tuple[str, str]]) -> list[str]:
+    """ADAPTER: add (address, reply) to subscribers/unsubscribed.csv unless already there."""
+    path = project.subscribers_dir / UNSUBSCRIBED
+    known = _suppressed(project)
+    new = [(a, r) for a, r in bounced if a.lower() not in known]
+    if not new:
+        return []
+    text = path.read_text("utf-8-sig") if path.exists() else "email,date,reason\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for address, reply in new:
+        writer.writerow([address, date.today().isoformat(), f"bounced: {reply}"])
+    write_atomic(path, text + ("" if text.endswith("\n") else "\n") + out.getvalue())
+    return [a for a, _ in new]
+
+# --- end of adapter ------------------------------------------------------------------------------
+
+
+def lists_for(issue_lists: Iterable[str], chosen: Iterable[str], where: Path) -> tuple[str, ...]:
+    """`--list` options, else the issue's `lists:`; never "everyone" by accident."""
+    lists = tuple(chosen) or tuple(issue_lists)
+    if not lists:
+        raise UtskickError(Problem("no lists to send to: add 'lists: [name]' to the issue or pass --list NAME", where))
+    return lists
+
+
+def with_token(key: bytes, subscriber: Subscriber) -> Subscriber:
+    return replace(subscriber, token=token(key, subscriber.key))
+
+
+@dataclass(frozen=True)
+class Policy:
+    concurrency: int = 4
+    per_second: float | None = None
+    retries: int = 5
+    backoff: float = 2.0
+    """Seconds before the first retry; doubled (with jitter) for each further one."""
+    backoff_cap: float = 60.0
+    bounce_streak: int = BOUNCE_STREAK
+
+    @classmethod
+    def of(cls, sending: Sending) -> Policy:
+        return cls(sending.concurrency, sending.per_second, sending.retries)
+
+    def delay(self, tries: int) -> float:
+        return float(min(self.backoff_cap, self.backoff * 2 ** (tries - 1)) * random.uniform(0.5, 1.5))
+
+
+@dataclass
+class Survey:
+    """Where the lists stand against the journal, before anything is sent."""
+
+    recipients: int = 0
+    counts: Counts = field(default_factory=Counts)
+    first: Subscriber | None = None
+
+    def to_send(self, resend_uncertain: bool) -> int:
+        c = self.counts
+        return c.pending + c.failed + (c.uncertain if resend_uncertain else 0)
+
+
+def survey(journal: Journal | None, recipients: Iterable[Subscriber], record: bool) -> Survey:
+    """Count the recipients by journal state; with `record`, enter the new ones as pending."""
+    s = Survey()
+    top = journal.top() if journal and record else 0
+    with journal.batch() if journal and record else contextlib.nullcontext():
+        for sub in recipients:
+            s.first = s.first or sub
+            s.recipients += 1
+            row = journal.get(sub.key) if journal else None
+            if row is None and journal and record:
+                top += 1
+                row = journal.add(sub.key, sub.email, top)
+            name = "uncertain" if row is not None and row.state == "inflight" else (row.state if row else "pending")
+            setattr(s.counts, name, getattr(s.counts, name) + 1)
+    return s
+
+
+@dataclass
+class Outcome:
+    counts: Counts
+    stopped: TransportError | None = None
+    interrupted: bool = False
+    suppressed: list[str] = field(default_factory=list)
+    uncertain: list[Row] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else (1 if self.stopped else 0)
+
+
+Progress = Callable[[Counts, int], None]
+"""Called after every recorded change with the counts and how many finished in this run."""
+
+
+class RateLimiter:
+    """Evenly spaced slots across all connections: `30/min` means one transaction every 2 s."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1 / per_second if per_second else 0.0
+        self.next = 0.0
+
+    def reserve(self) -> float:
+        """Seconds to wait for the next free slot (claimed now)."""
+        if not self.interval:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        at = max(now, self.next)
+        self.next = at + self.interval
+        return at - now
+
+
+class Delivery:
+    def __init__(self, journal: Journal, transport: Transport, template: MessageTemplate,
+                 policy: Policy, counts: Counts, resend_uncertain: bool, on_progress: Progress | None) -> None:
+        self.journal = journal
+        self.transport = transport
+        self.template = template
+        self.policy = policy
+        self.counts = counts
+        self.resend = resend_uncertain or transport.idempotent
+        self.on_progress = on_progress
+        self.limiter = RateLimiter(policy.per_second if transport.rate_limited else None)
+        self.stopping = asyncio.Event()
+        self.stopped: TransportError | None = None
+        self.interrupted = False
+        self.finished = 0
+        self.streak: list[tuple[str, str]] = []
+
+    def stop(self, error: TransportError | None) -> None:
+        if error is not None and self.stopped is None:
+            self.stopped = error
+        if error is None:
+            self.interrupted = True
+        self.stopping.set()
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep, unless the send is stopping; True when the send may go on."""
+        if seconds > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+        return not self.stopping.is_set()
+
+    def record(self, key: str, old: State, new: State, reply: str, attempt: bool) -> None:
+        (self.journal.attempt if attempt else self.journal.done)(key, new, reply)
+        self.record_move(old, new)
+
+    def report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.counts, self.finished)
+
+    async def produce(self, recipients: Iterable[Subscriber], key: bytes, queue: asyncio.Queue[tuple[Subscriber, Row] | None]) -> None:
+        try:
+            for sub in recipients:
+                if self.stopping.is_set():
+                    break
+                row = self.journal.get(sub.key)
+                if row is None or row.state in ("sent", "bounced"):
+                    continue
+                if row.state == "inflight" and not self.resend:
+                    continue
+                await queue.put((with_token(key, sub), row))
+        finally:
+            for _ in range(self.policy.concurrency):
+                await queue.put(None)
+
+    async def work(self, queue: asyncio.Queue[tuple[Subscriber, Row] | None]) -> None:
+        connection: Connection | None = None
+        try:
+            while (item := await queue.get()) is not None:
+                if not self.stopping.is_set():
+                    connection = await self.deliver(connection, *item)
+        finally:
+            if connection is not None:
+                await connection.close()
+
+    async def deliver(self, connection: Connection | None, sub: Subscriber, row: Row) -> Connection | None:
+        """One recipient through to a recorded outcome (or left pending when the send stops)."""
+        message = self.template.render(sub)
+        state: State = row.state
+        tries = 0
+        while await self.pause(self.limiter.reserve()):
+            committed = False
+
+            def committing() -> None:
+                nonlocal committed, state
+                self.journal.inflight(sub.key)
+                self.record_move(state, "inflight")
+                committed, state = True, "inflight"
+
+            try:
+                if connection is None:
+                    connection = await self.transport.connect()
+                reply = await connection.send(row.seq, sub.email, message, committing)
+            except Bounced as e:
+                self.record(sub.key, state, "bounced", e.reply, attempt=not committed)
+                self.bounced(sub.key, e)
+            except Temporary as e:
+                if e.reconnect and connection is not None:
+                    await connection.close()
+                    connection = None
+                if committed and e.code is None and not self.transport.idempotent:
+                    # DATA went out and no verdict came back: the honest gap, never guessed.
+                    self.journal.done(sub.key, "inflight", e.reply)
+                else:
+                    tries += 1
+                    final = tries > self.policy.retries
+                    self.record(sub.key, state, "failed" if final else "pending", e.reply, attempt=not committed)
+                    state = "failed" if final else "pending"
+                    if not final:
+                        self.report()
+                        if await self.pause(self.policy.delay(tries)):
+                            continue
+                        return connection
+            except Fatal as e:
+                self.record(sub.key, state, "pending", e.reply, attempt=not committed)
+                self.stop(e)
+                return connection
+            else:
+                self.record(sub.key, state, "sent", reply, attempt=False)
+                self.streak = []
+            self.finished += 1
+            self.report()
+            return connection
+        return connection
+
+    def record_move(self, old: State, new: State) -> None:
+        for s, delta in ((old, -1), (new, 1)):
+            name = "uncertain" if s == "inflight" else s
+            setattr(self.counts, name, getattr(self.counts, name) + delta)
+
+    def bounced(self, key: str, error: Bounced) -> None:
+        self.streak.append((key, error.reply))
+        if len(self.streak) >= self.policy.bounce_streak:
+            # Not a bad address but a relay refusing everyone: take the bounces back.
+            for k, reply in self.streak:
+                self.record(k, "bounced", "pending", reply, attempt=False)
+                self.finished -= 1
+            self.stop(Fatal(f"{len(self.streak)} recipients in a row were refused ({error.reply}); "
+                            "the relay may be refusing everyone: check it, then run the same command",
+                            code=error.code, stage="rcpt"))
+            self.streak = []
+
+
+async def _run(delivery: Delivery, recipients: Iterable[Subscriber], key: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    handled = False
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        # A first Ctrl-C stops gracefully; the handler then steps aside so a second one is abrupt.
+        def interrupt() -> None:
+            loop.remove_signal_handler(signal.SIGINT)
+            delivery.stop(None)
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        handled = True
+    try:
+        queue: asyncio.Queue[tuple[Subscriber, Row] | None] = asyncio.Queue(maxsize=2 * delivery.policy.concurrency)
+        workers = [asyncio.create_task(delivery.work(queue)) for _ in range(delivery.policy.concurrency)]
+        await delivery.produce(recipients, key, queue)
+        await asyncio.gather(*workers)
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def send_lock(state_dir: Path) -> Iterator[None]:
+    """One `send` at a time per project: two would both see a recipient as pending."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "send.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UtskickError(Problem("another 'utskick send' is running in this project; wait for it to finish",
+                                       state_dir / "send.lock")) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def send(project: Project, template: MessageTemplate, transport: Transport, lists: tuple[str, ...], *,
+         resend_uncertain: bool = False, policy: Policy | None = None,
+         on_start: Callable[[Survey], None] | None = None, on_progress: Progress | None = None) -> Outcome:
+    """Send one issue to its lists, resuming whatever an earlier run left; never raises on SMTP."""
+    policy = policy or Policy.of(project.settings.sending)
+    key = secret(project.state_dir)
+    with send_lock(project.state_dir), Journal.open(project.state_dir, template.rendered.slug, transport.kind) as journal:
+        plan = survey(journal, recipients_for(project, lists), record=True)
+        if on_start is not None:
+            on_start(plan)
+        delivery = Delivery(journal, transport, template, policy, plan.counts, resend_uncertain, on_progress)
+        asyncio.run(_run(delivery, recipients_for(project, lists), key))
+        suppressed = suppress_bounced(project, [(r.email, r.reply) for r in journal.rows("bounced")])
+        uncertain = [] if transport.idempotent else list(journal.rows("inflight"))
+        return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain)
+
+
+def send_tests(project: Project, rendered_template: MessageTemplate, transport: Transport,
+               first: Subscriber, addresses: Iterable[str]) -> list[tuple[str, str]]:
+    """`--test`: the first recipient's name and columns, each test address's own token.
+
+    Not journaled: a test is not the send. Returns (address, server reply or problem).
+    """
+    key = secret(project.state_dir)
+
+    async def run() -> list[tuple[str, str]]:
+        results: list[tuple[str, str]] = []
+        connection: Connection | None = None
+        try:
+            for n, address in enumerate(addresses, 1):
+                sub = with_token(key, replace(first, email=address, key=address.strip().lower()))
+                try:
+                    connection = connection or await transport.connect()
+                    reply = await connection.send(n, address, rendered_template.render(sub), lambda: None)
+                except Fatal as e:
+                    raise UtskickError(Problem(f"test send stopped: {e.reply}")) from None
+                except TransportError as e:
+                    results.append((address, f"not sent: {e.reply}"))
+                    if isinstance(e, Temporary) and e.reconnect:
+                        connection = None
+                else:
+                    results.append((address, reply))
+        finally:
+            if connection is not None:
+                await connection.close()
+        return results
+
+    return asyncio.run(run())

@@ -1,0 +1,386 @@
+"""Where finished messages go: an SMTP relay, the outbox folder, or memory (tests).
+
+Django's mail backends are the model: one small interface picked by configuration, so the
+delivery loop, the journal and the tests never care which one is in use. A transport opens
+`Connection`s; a connection carries one message at a time and raises typed errors that say what
+the delivery loop must do next (retry, bounce, stop), with the server's code and the recipient.
+
+The SMTP connection sends prebuilt message bytes itself (DATA through aiosmtplib's protocol
+object) because `SMTP.data` re-scans and copies every payload twice with regular expressions,
+which costs more than the socket work; our messages are CRLF and dot-safe by construction
+(`message.py`), so a quick check replaces the rewrite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from .errors import Problem, UtskickError
+from .files import write_atomic
+
+Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
+ENHANCED_RE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+SMTP_TIMEOUT = 60.0
+
+
+class TransportError(Exception):
+    """A failed step, typed like aiosmtplib's errors: the reply code and text and the recipient."""
+
+    def __init__(self, message: str, *, code: int | None = None, recipient: str | None = None,
+                 stage: Stage = "data") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.recipient = recipient
+        self.stage = stage
+
+    @property
+    def reply(self) -> str:
+        """The server's reply as it would appear in a log: '550 5.1.1 no such user'."""
+        return f"{self.code} {self.message}" if self.code else self.message
+
+
+class Temporary(TransportError):
+    """Try again later (4xx, a dropped connection, a timeout); `reconnect` when the link is gone."""
+
+    def __init__(self, message: str, *, reconnect: bool = False, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.reconnect = reconnect
+
+
+class Bounced(TransportError):
+    """This recipient can never be delivered (5.1.x to RCPT): suppress them, carry on."""
+
+
+class Fatal(TransportError):
+    """The server refuses the sender or us (535, 5.7.x, TLS, refused): stop the whole send."""
+
+
+Committing = Callable[[], None]
+
+
+class Connection(Protocol):
+    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+        """Deliver one message; call `committing` just before the server can accept it.
+
+        Returns the server's final reply. Raises `TransportError`s.
+        """
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    kind: str
+    """The journal's name for it ("smtp", "outbox", "memory"): a relay change resumes the send."""
+    label: str
+    """How the confirmation names it."""
+    idempotent: bool
+    """Sending one recipient twice cannot mail them twice (outbox): no uncertain state."""
+    rate_limited: bool
+    """Whether `sending.rate` applies: it is the relay's limit, not the disk's."""
+
+    async def connect(self) -> Connection: ...
+
+
+# --- SMTP ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        who = f"{self.username}@" if self.username else ""
+        security = "TLS" if self.implicit_tls else ("STARTTLS" if self.starttls else "plain, loopback only")
+        return f"SMTP {who}{self.host}:{self.port} ({security})"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
+    """`smtp://user@host:587` (STARTTLS, or plain on loopback) or `smtps://host:465`."""
+
+    def bad(msg: str) -> UtskickError:
+        return UtskickError(Problem(f"UTSKICK_SMTP_URL: {msg}"))
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise bad(f"not a valid URL ({e})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps"):
+        raise bad("must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)")
+    host = parts.hostname
+    if not host:
+        raise bad("has no host name (smtp://user@host:587)")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"starttls"}
+    if unknown:
+        raise bad(f"unknown option {sorted(unknown)[0]!r} (only ?starttls=require)")
+    if query.get("starttls", ["require"])[-1] != "require":
+        raise bad("starttls can only be 'require'")
+    implicit = scheme == "smtps"
+    starttls = not implicit and ("starttls" in query or not is_loopback(host))
+    username = unquote(parts.username) if parts.username else None
+    secret = password if password else (unquote(parts.password) if parts.password else None)
+    return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret)
+
+
+def _enhanced(message: str) -> tuple[int, int, int] | None:
+    m = ENHANCED_RE.match(message)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def classify(code: int, message: str, stage: Stage, recipient: str | None) -> TransportError:
+    """What a non-success reply means for the send (RFC 5321 and RFC 3463 codes)."""
+    if 400 <= code < 500:
+        return Temporary(message, code=code, recipient=recipient, stage=stage, reconnect=code == 421)
+    enhanced = _enhanced(message)
+    if stage == "rcpt" and enhanced is not None and enhanced[:2] == (5, 1):
+        return Bounced(message, code=code, recipient=recipient, stage=stage)
+    return Fatal(message, code=code, recipient=recipient, stage=stage)
+
+
+def frame(message: bytes) -> bytes:
+    """The DATA payload: CRLF lines, leading dots doubled, ended by '.' (RFC 5321 4.5.2).
+
+    Our messages need neither rewrite; the checks are C-speed scans, not regex substitutions.
+    """
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
+    if message.startswith(b".") or b"\r\n." in message:
+        message = re.sub(rb"(?m)^\.", b"..", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
+
+
+class SmtpConnection:
+    def __init__(self, client: aiosmtplib.SMTP, sender: str, timeout: float) -> None:
+        self.client = client
+        self.sender = sender
+        self.timeout = timeout
+
+    async def _reply(self, data: bytes) -> aiosmtplib.SMTPResponse:
+        protocol = self.client.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        # No await between write and read_response: the reply cannot arrive unexpected.
+        protocol.write(data)
+        try:
+            return await protocol.read_response(timeout=self.timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.client.close()
+            raise
+
+    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+        stage: Stage = "mail"
+        try:
+            reply = await self.client.mail(self.sender)
+            stage = "rcpt"
+            reply = await self.client.rcpt(recipient)
+            stage = "data"
+            reply = await self._reply(b"DATA\r\n")
+            if reply.code != 354:
+                raise classify(reply.code, reply.message, "data", recipient)
+            payload = frame(message)
+            committing()
+            reply = await self._reply(payload)
+        except aiosmtplib.SMTPResponseException as e:
+            error = classify(e.code, e.message, stage, recipient)
+            await self._reset(error)
+            raise error from None
+        except TransportError as error:
+            await self._reset(error)
+            raise
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as e:
+            self.client.close()
+            raise Temporary(f"connection lost ({e})", recipient=recipient, stage=stage, reconnect=True) from None
+        if reply.code != 250:
+            refused = classify(reply.code, reply.message, "data", recipient)
+            await self._reset(refused)
+            raise refused
+        return f"{reply.code} {reply.message}"
+
+    async def _reset(self, error: TransportError) -> None:
+        """Abort the failed transaction so the connection can carry the next one, or drop it."""
+        if isinstance(error, Temporary) and error.reconnect:
+            self.client.close()
+            return
+        try:
+            await self.client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self.client.close()
+            if isinstance(error, Temporary):
+                error.reconnect = True
+
+    async def close(self) -> None:
+        try:
+            if self.client.is_connected:
+                await self.client.quit(timeout=5)
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        finally:
+            self.client.close()
+
+
+class SmtpTransport:
+    kind = "smtp"
+    idempotent = False
+    rate_limited = True
+
+    def __init__(self, settings: SmtpSettings, sender: str, timeout: float = SMTP_TIMEOUT,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self.label = settings.label
+        self._hostname: str | None = None
+
+    async def connect(self) -> SmtpConnection:
+        s = self.settings
+        if self._hostname is None:
+            self._hostname = await asyncio.to_thread(socket.getfqdn)
+        client = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, username=s.username, password=s.password,
+            use_tls=s.implicit_tls, start_tls=s.starttls, validate_certs=True,
+            tls_context=self.tls_context, timeout=self.timeout, local_hostname=self._hostname,
+        )
+        where = f"{s.host}:{s.port}"
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as e:
+            raise Fatal(f"authentication failed for {s.username!r} ({e.code} {e.message})", code=e.code, stage="auth") from None
+        except aiosmtplib.SMTPConnectResponseError as e:
+            if 400 <= e.code < 500:
+                raise Temporary(f"{where} is busy: {e.message}", code=e.code, stage="connect", reconnect=True) from None
+            raise Fatal(f"{where} refused the connection: {e.message}", code=e.code, stage="connect") from None
+        except aiosmtplib.SMTPResponseException as e:
+            # EHLO or STARTTLS refused.
+            if 400 <= e.code < 500:
+                raise Temporary(e.message, code=e.code, stage="connect", reconnect=True) from None
+            raise Fatal(f"{where} refused us: {e.code} {e.message}", code=e.code, stage="tls") from None
+        except ssl.SSLError as e:
+            raise Fatal(f"TLS with {where} failed: {e.reason or e}", stage="tls") from None
+        except aiosmtplib.SMTPTimeoutError as e:
+            raise Temporary(f"{where} did not answer in time ({e})", stage="connect", reconnect=True) from None
+        except aiosmtplib.SMTPConnectError as e:
+            raise Fatal(f"cannot connect to {where}: {_cause(e)}", stage="connect") from None
+        except aiosmtplib.SMTPServerDisconnected as e:
+            raise Temporary(f"{where} closed the connection ({e})", stage="connect", reconnect=True) from None
+        except aiosmtplib.SMTPException as e:
+            # STARTTLS not offered, no AUTH over this link: the server is not what the URL says.
+            raise Fatal(f"{where}: {e.message}", stage="tls") from None
+        except OSError as e:
+            raise Fatal(f"cannot connect to {where}: {e.strerror or e}", stage="connect") from None
+        return SmtpConnection(client, self.sender, self.timeout)
+
+
+def _cause(e: BaseException) -> str:
+    cause = e.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failed: {cause.reason or cause}"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(e)
+
+
+# --- Outbox -------------------------------------------------------------------------------------
+
+SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9@._+-]")
+
+
+class OutboxConnection:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+        path = self.folder / f"{seq:05d}-{SAFE_NAME_RE.sub('_', recipient)}.eml"
+        committing()
+        try:
+            write_atomic(path, message)
+        except OSError as e:
+            raise Fatal(f"cannot write {path}: {e.strerror or e}", recipient=recipient) from None
+        return f"written {path.name}"
+
+    async def close(self) -> None:
+        return None
+
+
+class OutboxTransport:
+    """The default without a server: one .eml per recipient; the same file on a resend."""
+
+    kind = "outbox"
+    idempotent = True
+    rate_limited = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.label = f"OUTBOX — nothing is mailed (files in {folder})"
+
+    async def connect(self) -> OutboxConnection:
+        return OutboxConnection(self.folder)
+
+
+# --- Memory (tests of the delivery loop) --------------------------------------------------------
+
+
+@dataclass
+class MemoryTransport:
+    """Keeps (recipient, message) pairs; `fail` may raise a TransportError for a recipient."""
+
+    fail: Callable[[str], None] | None = None
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+    kind: str = "memory"
+    label: str = "MEMORY"
+    idempotent: bool = False
+    rate_limited: bool = True
+
+    async def connect(self) -> MemoryTransport:
+        return self
+
+    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+        if self.fail is not None:
+            self.fail(recipient)
+        committing()
+        await asyncio.sleep(0)
+        self.sent.append((recipient, message))
+        return "250 kept"
+
+    async def close(self) -> None:
+        return None
+
+
+def from_environment(outbox: Path, sender: str) -> Transport:
+    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD) picks SMTP; without it, the outbox."""
+    url = os.environ.get("UTSKICK_SMTP_URL", "").strip()
+    if not url:
+        return OutboxTransport(outbox)
+    return SmtpTransport(parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None), sender)
