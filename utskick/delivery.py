@@ -258,8 +258,14 @@ class Delivery:
 
     async def deliver(self, connection: Connection | None, sub: Subscriber, row: Row) -> Connection | None:
         """One recipient through to a recorded outcome (or left pending when the send stops)."""
-        message = self.template.render(sub)
         state: State = row.state
+        try:
+            message = self.template.render(sub)
+        except (UnicodeError, ValueError) as e:
+            # An address SMTP cannot carry without SMTPUTF8: this recipient fails, not the send.
+            self.record(sub.key, state, "failed", f"cannot build the message: {e}", attempt=True)
+            self.finished += 1
+            return connection
         tries = 0
         while await self.pause(self.limiter.reserve()):
             committed = False
@@ -336,9 +342,11 @@ async def _run(delivery: Delivery, recipients: Iterable[Subscriber], key: bytes)
         handled = True
     try:
         queue: asyncio.Queue[tuple[Subscriber, Row] | None] = asyncio.Queue(maxsize=2 * delivery.policy.concurrency)
-        workers = [asyncio.create_task(delivery.work(queue)) for _ in range(delivery.policy.concurrency)]
-        await delivery.produce(recipients, key, queue)
-        await asyncio.gather(*workers)
+        # A task group: should a worker fail unexpectedly, nothing waits forever on the queue.
+        async with asyncio.TaskGroup() as group:
+            for _ in range(delivery.policy.concurrency):
+                group.create_task(delivery.work(queue))
+            group.create_task(delivery.produce(recipients, key, queue))
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGINT)
@@ -371,7 +379,10 @@ def send(project: Project, template: MessageTemplate, transport: Transport, list
         if on_start is not None:
             on_start(plan)
         delivery = Delivery(journal, transport, template, policy, plan.counts, resend_uncertain, on_progress)
-        asyncio.run(_run(delivery, recipients_for(project, lists), key))
+        try:
+            asyncio.run(_run(delivery, recipients_for(project, lists), key))
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
         suppressed = suppress_bounced(project, [(r.email, r.reply) for r in journal.rows("bounced")])
         uncertain = [] if transport.idempotent else list(journal.rows("inflight"))
         return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain)

@@ -22,10 +22,15 @@ CRLF = b"\r\n"
 
 
 def _header(name: str, value: str) -> bytes:
-    """A header line, RFC 2047-encoded and folded only when it needs to be."""
-    if value.isascii() and len(name) + len(value) < 76:
+    """A header line: non-ASCII text RFC 2047-encoded, long lines folded at spaces.
+
+    ASCII values are never encoded again: an address header arrives here with its display
+    name already encoded (`_mailbox`) and its <address> must stay readable.
+    """
+    if len(name) + len(value) < 76 and value.isascii():
         return f"{name}: {value}".encode() + CRLF
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}".encode() + CRLF
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return f"{name}: {Header(value, charset, header_name=name).encode()}".encode() + CRLF
 
 
 def ascii_address(address: str) -> str:
@@ -97,7 +102,7 @@ class MessageTemplate:
         if s.reply_to:
             rname, raddr = parseaddr(s.reply_to)
             headers += _header("Reply-To", _mailbox(rname, raddr)).decode()
-        headers += _header("List-Id", f"{s.name} <{local}.{domain}>").decode()
+        headers += _header("List-Id", _mailbox(s.name, f"{local}.{domain}")).decode()
         headers += "MIME-Version: 1.0\r\n"
         return cls(rendered, address, domain, headers.encode(), subject_prefix)
 

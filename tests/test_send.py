@@ -1,0 +1,198 @@
+"""`utskick send` and `status` end to end: a real aiosmtpd server, the real CLI, parsed messages."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import Run
+from sendkit import parse, write_list
+from smtp_server import Server, serve
+
+from utskick.subscribers import token
+from utskick.transport import Fatal, frame, parse_smtp_url
+from utskick.errors import UtskickError
+
+SUBJECT = "Nytt från Sjölandet – december 2026"
+
+
+def unthrottled(project: Path) -> None:
+    """The example's 30/min is Microsoft 365's limit; the rate has its own test."""
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s"), "utf-8")
+
+
+@pytest.fixture
+def server(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    unthrottled(project)
+    for s in serve():
+        monkeypatch.setenv("UTSKICK_SMTP_URL", s.url)
+        yield s
+
+
+def test_every_recipient_once_with_the_headers_a_list_needs(project: Path, run: Run, server: Server) -> None:
+    addresses = write_list(project, 24)
+    result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "sent 24 · bounced 0 · failed 0 · uncertain 0 · remaining 0" in result.output
+    assert sorted(server.recorder.addresses()) == sorted(addresses)
+    assert set(server.recorder.senders) == {"nyhetsbrev@sjolandet.example"}
+    ids = set()
+    for rcpt, raw, _ in server.recorder.received:
+        msg = parse(raw)
+        assert msg["To"].addresses[0].addr_spec == rcpt
+        assert msg["From"].addresses[0].display_name == "Sjölandets kommunalförbund"
+        assert msg["Subject"] == SUBJECT
+        assert msg["Reply-To"].addresses[0].addr_spec == "kansliet@sjolandet.example"
+        assert msg["List-Id"] == "Sjölandets kommunalförbund <nyhetsbrev.sjolandet.example>"
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["Date"] is not None and msg["MIME-Version"] == "1.0"
+        assert msg["Message-ID"].endswith("@sjolandet.example>")
+        ids.add(msg["Message-ID"])
+        https, mailto = [t.strip(" <>") for t in msg["List-Unsubscribe"].split(",")]
+        assert mailto.startswith("mailto:avregistrera@sjolandet.example")
+        assert parse_qs(urlsplit(https).query)["token"] == [token(b"test-secret", rcpt.lower())]
+        assert rcpt not in https
+        html = msg.get_body(("html",))
+        assert html is not None and https.replace("&", "&amp;") in html.get_content()
+    assert len(ids) == 24
+    åkesson = next(parse(raw) for rcpt, raw, _ in server.recorder.received if rcpt == addresses[0])
+    assert åkesson["To"].addresses[0].display_name == "Petter Åkesson"
+    assert b"=?utf-8?" in next(raw for rcpt, raw, _ in server.recorder.received if rcpt == addresses[0]).split(b"\r\n\r\n")[0]
+
+    again = run("send", "2026-12", "--list", "stor", "--yes")
+    assert again.exit_code == 0 and "nothing left to send" in again.output
+    assert len(server.recorder.received) == 24
+
+    status = run("status", "2026-12", "--report", "report.csv")
+    assert "2026-12 via smtp: sent 24 · bounced 0" in status.output
+    rows = list(csv.DictReader((project / "report.csv").open(encoding="utf-8")))
+    assert [r["email"] for r in rows] == addresses
+    assert {r["state"] for r in rows} == {"sent"} and {r["attempts"] for r in rows} == {"1"}
+    assert rows[0]["last_reply"].startswith("250 ")
+
+
+def test_journal_is_sqlite_wal(project: Path, run: Run, server: Server) -> None:
+    write_list(project, 3)
+    assert run("send", "2026-12", "--list", "stor", "--yes").exit_code == 0
+    db = sqlite3.connect(project / ".utskick" / "utskick.db")
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert db.execute("SELECT DISTINCT issue, transport, state FROM delivery").fetchall() == [("2026-12", "smtp", "sent")]
+
+
+def test_refuses_without_a_terminal_or_yes(project: Path, run: Run, server: Server) -> None:
+    result = run("send", "2026-12")
+    assert result.exit_code == 1
+    assert "add --yes" in result.output
+    assert server.recorder.received == []
+
+
+def test_dry_run_sends_nothing_and_records_nothing(project: Path, run: Run, server: Server) -> None:
+    result = run("send", "2026-12", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Recipients: 4 (4 to send" in result.output and "KB per recipient" in result.output
+    assert "SMTP 127.0.0.1" in result.output
+    assert server.recorder.received == [] and not (project / ".utskick" / "utskick.db").exists()
+
+
+def test_no_lists_is_an_error(project: Path, run: Run) -> None:
+    text = (project / "issues" / "2026-12.yaml").read_text("utf-8").replace("lists: [medlemmar]\n", "")
+    (project / "issues" / "2026-12.yaml").write_text(text, "utf-8")
+    result = run("send", "2026-12", "--yes")
+    assert result.exit_code == 1
+    assert "no lists to send to" in result.output and "2026-12.yaml" in result.output
+
+
+def test_unknown_list_names_the_file(project: Path, run: Run) -> None:
+    result = run("send", "2026-12", "--list", "finns-inte", "--yes")
+    assert result.exit_code == 1 and "finns-inte.csv" in result.output
+
+
+def test_test_send_uses_the_testers_own_token_and_is_not_the_send(project: Path, run: Run, server: Server) -> None:
+    result = run("send", "2026-12", "--test", "kollega@sjolandet.example", "--yes")
+    assert result.exit_code == 0, result.output
+    [(rcpt, raw, _)] = server.recorder.received
+    msg = parse(raw)
+    assert rcpt == "kollega@sjolandet.example"
+    assert msg["Subject"] == "[TEST] " + SUBJECT
+    https = msg["List-Unsubscribe"].split(",")[0].strip(" <>")
+    assert parse_qs(urlsplit(https).query)["token"] == [token(b"test-secret", "kollega@sjolandet.example")]
+    assert "Anna Lind" in msg["To"].addresses[0].display_name  # the first member's name and columns
+    assert "not sent yet" in run("status", "2026-12").output
+    assert run("send", "2026-12", "--yes").exit_code == 0
+    assert len(server.recorder.received) == 5  # the real send still goes to everyone
+
+
+def test_outbox_without_a_server(project: Path, run: Run) -> None:
+    result = run("send", "2026-10", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "OUTBOX — nothing is mailed" in result.output
+    files = sorted(p.name for p in (project / "outbox" / "2026-10").iterdir())
+    assert files == ["00001-anna.lind@bjorkvik.example.eml", "00002-petter.akesson@ekeby.example.eml",
+                     "00003-maria.oberg@lindas.example.eml", "00004-johan.nilsson@granholm.example.eml",
+                     "00005-lars.sund@storvik.example.eml"]  # de-duplicated across both lists
+    msg = parse((project / "outbox" / "2026-10" / files[1]).read_bytes())
+    assert msg["To"].addresses[0].display_name == "Petter Åkesson"
+    assert "2026-10 via outbox: sent 5" in run("status", "2026-10").output
+    assert "not sent yet" in run("status", "2026-12").output  # an outbox run is not an SMTP send
+
+
+def test_suppressed_addresses_are_skipped(project: Path, run: Run) -> None:
+    with (project / "subscribers" / "unsubscribed.csv").open("a", encoding="utf-8") as f:
+        f.write("Maria.Oberg@lindas.example,2026-01-01,asked\n")
+    assert "Recipients: 3" in run("send", "2026-12", "--dry-run").output
+
+
+def test_smtp_url_rules() -> None:
+    remote = parse_smtp_url("smtp://nyhetsbrev%40sjolandet.example:hemligt@smtp.example.se")
+    assert (remote.port, remote.starttls, remote.implicit_tls) == (587, True, False)
+    assert remote.username == "nyhetsbrev@sjolandet.example" and remote.password == "hemligt"
+    assert "hemligt" not in remote.label and "hemligt" not in repr(remote)
+    assert parse_smtp_url("smtp://u@smtp.example.se", password="från-env").password == "från-env"
+    assert parse_smtp_url("smtps://smtp.example.se").port == 465
+    assert parse_smtp_url("smtps://smtp.example.se").implicit_tls
+    assert not parse_smtp_url("smtp://127.0.0.1:2525").starttls  # plain only to loopback
+    assert parse_smtp_url("smtp://localhost:2525?starttls=require").starttls
+    for bad in ("http://smtp.example.se", "smtp://", "smtp://h?tls=1", "smtp://h:99999"):
+        with pytest.raises(UtskickError) as e:
+            parse_smtp_url(bad)
+        assert "UTSKICK_SMTP_URL" in str(e.value)
+
+
+def test_frame_stuffs_dots_and_line_endings_only_when_needed() -> None:
+    clean = b"Subject: x\r\n\r\nhej\r\n"
+    assert frame(clean) == clean + b".\r\n"
+    assert frame(b"a\r\n.b\r\n..c\n") == b"a\r\n..b\r\n...c\r\n.\r\n"
+    assert frame(b".x") == b"..x\r\n.\r\n"
+
+
+def test_fatal_carries_code_and_recipient() -> None:
+    e = Fatal("5.7.60 not allowed", code=550, recipient="a@b.se", stage="mail")
+    assert e.reply == "550 5.7.60 not allowed" and e.recipient == "a@b.se"
+
+
+def test_a_second_concurrent_send_is_refused(project: Path, run: Run) -> None:
+    from utskick.delivery import send_lock
+
+    with send_lock(project / ".utskick"):
+        result = run("send", "2026-12", "--yes")
+    assert result.exit_code == 1 and "another 'utskick send' is running" in result.output
+
+
+def test_status_of_an_unsent_issue(project: Path, run: Run) -> None:
+    result = run("status", "2026-11-intern")
+    assert result.exit_code == 0 and "not sent yet" in result.output
+
+
+def test_recorder_server_is_real(server: Server) -> None:
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.sendmail("a@b.se", ["c@d.se"], b"Subject: x\r\n\r\ny\r\n")
+    assert server.recorder.addresses() == ["c@d.se"]
+
+
