@@ -1,0 +1,207 @@
+"""Servers that misbehave on purpose: each fault ends in the state the issue promises."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import Run
+from sendkit import FAST, send, smtp, write_list
+from smtp_server import Recorder, Server, refuse_all
+
+from utskick.delivery import Policy
+from utskick.journal import Journal
+
+
+def journal_states(project: Path, transport: str = "smtp") -> Counter[str]:
+    with Journal.open(project / ".utskick", "2026-12", transport) as j:
+        return Counter(r.shown_state for r in j.rows())
+
+
+def unsubscribed(project: Path) -> list[dict[str, str]]:
+    with (project / "subscribers" / "unsubscribed.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_greylisting_451_is_retried(project: Path) -> None:
+    addresses = write_list(project, 8)
+    seen: set[str] = set()
+
+    def greylist(address: str) -> str | None:
+        if address in seen:
+            return None
+        seen.add(address)
+        return "451 4.7.1 Greylisted, try again later"
+
+    with Server(Recorder(on_rcpt=greylist)) as server:
+        outcome = send(smtp(server.url))
+    assert outcome.exit_code == 0 and outcome.counts.sent == 8
+    assert sorted(server.recorder.addresses()) == sorted(addresses)
+    with Journal.open(project / ".utskick", "2026-12", "smtp") as j:
+        assert {r.attempts for r in j.rows()} == {2}
+
+
+def test_retries_run_out_then_failed_and_a_rerun_tries_again(project: Path) -> None:
+    write_list(project, 4)
+    always = Recorder(on_rcpt=lambda a: "452 4.2.2 Mailbox full" if a.startswith("petter") else None)
+    with Server(always) as server:
+        outcome = send(smtp(server.url), policy=replace(FAST, retries=2))
+    assert outcome.exit_code == 0
+    assert (outcome.counts.sent, outcome.counts.failed) == (3, 1)
+    with Journal.open(project / ".utskick", "2026-12", "smtp") as j:
+        [failed] = j.rows("failed")
+    assert failed.attempts == 3 and failed.reply == "452 4.2.2 Mailbox full"
+    with Server(Recorder()) as server:
+        assert send(smtp(server.url)).counts.sent == 4
+        assert server.recorder.addresses() == [failed.email]
+
+
+def test_unknown_user_is_bounced_and_suppressed_and_the_rest_sent(project: Path, run: Run,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = write_list(project, 10)
+    bad = addresses[3]
+    rec = Recorder(on_rcpt=lambda a: f"550 5.1.1 <{a}>: Recipient address rejected: User unknown" if a == bad else None)
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s"), "utf-8")
+    with Server(rec) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", server.url)
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "sent 9 · bounced 1" in result.output and f"unsubscribed.csv: {bad}" in result.output
+    assert sorted(rec.addresses()) == sorted(a for a in addresses if a != bad)
+    [row] = unsubscribed(project)
+    assert row["email"] == bad and "5.1.1" in row["reason"]
+    assert "Recipients: 9 (0 to send" in run("send", "2026-12", "--list", "stor", "--dry-run").output
+
+
+def test_sender_refused_stops_everything_and_suppresses_nobody(project: Path, run: Run,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = write_list(project, 10)
+    refusing = Recorder(on_mail=lambda a: "550 5.7.60 SMTP; Client does not have permissions to send as this sender")
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s"), "utf-8")
+    with Server(refusing) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", server.url)
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1
+    assert "stopped: the server answered 550 5.7.60" in result.output and "run the same command" in result.output
+    assert refusing.received == [] and unsubscribed(project) == []
+    assert journal_states(project) == {"pending": 10}
+    with Server(Recorder()) as fixed:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", fixed.url)
+        assert run("send", "2026-12", "--list", "stor", "--yes").exit_code == 0
+        assert sorted(fixed.recorder.addresses()) == sorted(addresses)
+
+
+def test_a_streak_of_refused_recipients_stops_and_suppresses_nobody(project: Path) -> None:
+    write_list(project, 20)
+    with Server(Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown")) as server:
+        outcome = send(smtp(server.url), policy=replace(FAST, concurrency=1))
+    assert outcome.exit_code == 1 and "in a row" in str(outcome.stopped)
+    assert outcome.suppressed == [] and unsubscribed(project) == []
+    assert journal_states(project) == {"pending": 20}
+
+
+def test_421_and_dropped_connections_reconnect(project: Path) -> None:
+    addresses = write_list(project, 30)
+    served = Counter[str]()
+
+    def flaky(address: str) -> str | None:
+        served["mail"] += 1
+        if served["mail"] % 7 == 0:
+            return "421 4.3.2 Service shutting down"
+        if served["mail"] % 11 == 0:
+            return "drop"
+        return None
+
+    with Server(Recorder(on_mail=flaky)) as server:
+        outcome = send(smtp(server.url))
+    assert outcome.exit_code == 0 and outcome.counts.sent == 30
+    assert sorted(server.recorder.addresses()) == sorted(addresses)
+
+
+def test_lost_reply_after_data_is_uncertain_and_only_resent_on_request(project: Path) -> None:
+    addresses = write_list(project, 6)
+    lost = addresses[2]
+    with Server(Recorder(on_data=lambda a: "accept-then-drop" if a == lost else None)) as server:
+        outcome = send(smtp(server.url))
+        assert outcome.exit_code == 0
+        assert [r.email for r in outcome.uncertain] == [lost]
+        assert (outcome.counts.sent, outcome.counts.uncertain) == (5, 1)
+        assert server.recorder.count(lost) == 1
+        again = send(smtp(server.url))
+        assert again.counts.uncertain == 1 and server.recorder.count(lost) == 1
+    with Server(Recorder()) as server:
+        resent = send(smtp(server.url), resend_uncertain=True)
+        assert resent.uncertain == [] and resent.counts.sent == 6
+        assert server.recorder.addresses() == [lost]
+
+
+def test_slow_server_times_out_and_is_retried(project: Path) -> None:
+    addresses = write_list(project, 5)
+    slow_once: set[str] = set()
+
+    async def slow(address: str) -> None:
+        if address == addresses[1] and address not in slow_once:
+            slow_once.add(address)
+            await asyncio.sleep(1.5)
+        else:
+            await asyncio.sleep(0.02)
+
+    with Server(Recorder(on_rcpt=slow)) as server:
+        outcome = send(smtp(server.url, timeout=0.5))
+    assert outcome.exit_code == 0 and outcome.counts.sent == 5
+    assert sorted(server.recorder.addresses()) == sorted(addresses)
+    with Journal.open(project / ".utskick", "2026-12", "smtp") as j:
+        slowest = j.get(addresses[1])
+    assert slowest is not None and slowest.attempts == 2
+
+
+def test_authentication_failure_stops_and_marks_nobody_sent(project: Path, run: Run,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 5)
+    with Server(Recorder(), authenticator=refuse_all, auth_require_tls=False) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}")
+        monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "fel-lösenord-123")
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1
+    assert "authentication failed" in result.output and "535" in result.output
+    assert "fel-lösenord-123" not in result.output
+    assert server.recorder.received == []
+    assert journal_states(project) == {"pending": 5}
+
+
+def test_starttls_required_but_not_offered(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 3)
+    with Server(Recorder()) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"{server.url}?starttls=require")
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1 and "STARTTLS" in result.output
+    assert server.recorder.received == []
+
+
+def test_connection_refused_stops(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smtp_server import free_port
+
+    monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://127.0.0.1:{free_port()}")
+    result = run("send", "2026-12", "--yes")
+    assert result.exit_code == 1 and "cannot connect" in result.output
+    assert journal_states(project) == {"pending": 4}
+
+
+def test_rate_is_honoured_across_connections(project: Path) -> None:
+    """30/min scaled to 20/s: no window of the counted timestamps may exceed it."""
+    write_list(project, 24)
+    rate = 20.0
+    with Server(Recorder()) as server:
+        outcome = send(smtp(server.url), policy=Policy(concurrency=4, per_second=rate, retries=1))
+    assert outcome.counts.sent == 24
+    times = sorted(t for _, _, t in server.recorder.received)
+    for i in range(len(times)):
+        for j in range(i + 1, len(times)):
+            # j - i + 1 messages arrived within times[j] - times[i]: at most one slot early (jitter).
+            assert j - i <= rate * (times[j] - times[i]) + 1.5, (i, j)
