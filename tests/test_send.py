@@ -14,7 +14,7 @@ from sendkit import parse, write_list
 from smtp_server import Server, serve
 
 from utskick.subscribers import token
-from utskick.transport import Fatal, frame, parse_smtp_url
+from utskick.transport import Fatal, parse_smtp_url
 from utskick.errors import UtskickError
 
 SUBJECT = "Nytt från Sjölandet – december 2026"
@@ -161,13 +161,6 @@ def test_smtp_url_rules() -> None:
         with pytest.raises(UtskickError) as e:
             parse_smtp_url(bad)
         assert "UTSKICK_SMTP_URL" in str(e.value)
-
-
-def test_frame_stuffs_dots_and_line_endings_only_when_needed() -> None:
-    clean = b"Subject: x\r\n\r\nhej\r\n"
-    assert frame(clean) == clean + b".\r\n"
-    assert frame(b"a\r\n.b\r\n..c\n") == b"a\r\n..b\r\n...c\r\n.\r\n"
-    assert frame(b".x") == b"..x\r\n.\r\n"
 
 
 def test_fatal_carries_code_and_recipient() -> None:

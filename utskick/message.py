@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
-from .render import Embedded, Personalised, Rendered, personalise
+from .render import Embedded, Rendered, Split, field_values
 from .subscribers import Subscriber
 
 CRLF = b"\r\n"
@@ -30,7 +30,7 @@ def _header(name: str, value: str) -> bytes:
     if len(name) + len(value) < 76 and value.isascii():
         return f"{name}: {value}".encode() + CRLF
     charset = "us-ascii" if value.isascii() else "utf-8"
-    return f"{name}: {Header(value, charset, header_name=name).encode()}".encode() + CRLF
+    return f"{name}: {Header(value, charset, header_name=name).encode(linesep=chr(13) + chr(10))}".encode() + CRLF
 
 
 def ascii_address(address: str) -> str:
@@ -44,6 +44,18 @@ def ascii_address(address: str) -> str:
         return address
 
 
+def _one_line(value: str) -> str:
+    """A list's value as header text: a line break or control character in a CSV cell must not
+    start a new header line (or end SMTP's DATA early)."""
+    return value if value.isprintable() else "".join(c if c.isprintable() else " " for c in value)
+
+
+def _dot_safe(data: bytes) -> bool:
+    """CRLF line endings only and no line starting with '.': SMTP can send it unchanged."""
+    crlf = data.count(CRLF)
+    return data.count(b"\n") == crlf and data.count(b"\r") == crlf and b"\n." not in data
+
+
 def _mailbox(name: str, address: str) -> str:
     return formataddr((name, ascii_address(address)), charset="utf-8") if name else ascii_address(address)
 
@@ -54,6 +66,35 @@ def _qp(text: str) -> bytes:
     if data.startswith(b"."):
         data = b"=2E" + data[1:]
     return data.replace(b"\n.", b"\n=2E").replace(b"\n", CRLF)
+
+
+def _qp_segment(text: str) -> bytes:
+    """QP of a piece cut from a text, closed by a soft line break unless it ends a line.
+
+    Pieces encoded separately then join into valid quoted-printable (every line <= 76), so the
+    issue's fixed text is encoded once and only the recipient's values per message.
+    """
+    data = _qp(text)
+    return data + b"=" + CRLF if data and not data.endswith(CRLF) else data
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A `Split` whose fixed text is quoted-printable already."""
+
+    parts: tuple[bytes, ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def of(cls, split: Split) -> _Encoded:
+        return cls(tuple(_qp_segment(p) for p in split.parts), split.fields)
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        out = [self.parts[0]]
+        for name, part in zip(self.fields, self.parts[1:]):
+            out.append(_qp_segment(values[name]))
+            out.append(part)
+        return b"".join(out)
 
 
 def _b64(data: bytes) -> bytes:
@@ -80,6 +121,24 @@ def _multipart(kind: str, boundary: str, parts: list[bytes]) -> tuple[bytes, byt
     return head, body
 
 
+def _body(rendered: Rendered, plain: bytes, rich: bytes) -> bytes:
+    """The MIME structure of every message: the two QP bodies, inline images, attachments."""
+    plain = _part([("Content-Type", 'text/plain; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")], plain)
+    rich = _part([("Content-Type", 'text/html; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")], rich)
+    head, body = _multipart("alternative", "=_utskick_alt", [plain, rich])
+    if rendered.images:
+        parts = [head + CRLF + body] + [_attachment(i, inline=True) for i in rendered.images]
+        head, body = _multipart("related", "=_utskick_rel", parts)
+    if rendered.attachments:
+        parts = [head + CRLF + body] + [_attachment(a, inline=False) for a in rendered.attachments]
+        head, body = _multipart("mixed", "=_utskick_mix", parts)
+    return head + CRLF + body
+
+
+# Stand-ins for the two bodies while the skeleton is built; NUL never occurs in QP or base64.
+TEXT_SLOT, HTML_SLOT = b"\x00text\x00", b"\x00html\x00"
+
+
 @dataclass(frozen=True)
 class MessageTemplate:
     """Everything about an issue's message that is the same for every recipient."""
@@ -88,6 +147,10 @@ class MessageTemplate:
     sender: str
     domain: str
     fixed_headers: bytes
+    skeleton: tuple[bytes, bytes, bytes]
+    """The MIME structure around the text and html bodies, attachments encoded once."""
+    text: _Encoded
+    html: _Encoded
     subject_prefix: str = ""
 
     @classmethod
@@ -104,40 +167,35 @@ class MessageTemplate:
             headers += _header("Reply-To", _mailbox(rname, raddr)).decode()
         headers += _header("List-Id", _mailbox(s.name, f"{local}.{domain}")).decode()
         headers += "MIME-Version: 1.0\r\n"
-        return cls(rendered, address, domain, headers.encode(), subject_prefix)
+        before, rest = _body(rendered, TEXT_SLOT, HTML_SLOT).split(TEXT_SLOT)
+        between, after = rest.split(HTML_SLOT)
+        text, html = _Encoded.of(rendered.text), _Encoded.of(rendered.html)
+        # Checked once here so that no message needs scanning on its way to the server.
+        assert all(_dot_safe(b) for b in (headers.encode(), before, between, after, *text.parts, *html.parts))
+        return cls(rendered, address, domain, headers.encode(), (before, between, after), text, html, subject_prefix)
 
-    def _body(self, p: Personalised) -> bytes:
-        plain = _part([("Content-Type", 'text/plain; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")], _qp(p.text))
-        rich = _part([("Content-Type", 'text/html; charset="utf-8"'), ("Content-Transfer-Encoding", "quoted-printable")], _qp(p.html))
-        head, body = _multipart("alternative", "=_utskick_alt", [plain, rich])
-        if self.rendered.images:
-            parts = [head + CRLF + body] + [_attachment(i, inline=True) for i in self.rendered.images]
-            head, body = _multipart("related", "=_utskick_rel", parts)
-        if self.rendered.attachments:
-            parts = [head + CRLF + body] + [_attachment(a, inline=False) for a in self.rendered.attachments]
-            head, body = _multipart("mixed", "=_utskick_mix", parts)
-        return head + CRLF + body
-
-    def list_unsubscribe(self, p: Personalised) -> list[tuple[str, str]]:
+    def list_unsubscribe(self, unsubscribe_url: str | None) -> list[tuple[str, str]]:
         """RFC 2369 / RFC 8058 headers: one-click only when there is an https link to post to."""
         targets = []
-        if p.unsubscribe_url:
-            targets.append(f"<{p.unsubscribe_url}>")
+        if unsubscribe_url:
+            targets.append(f"<{unsubscribe_url}>")
         if self.rendered.settings.unsubscribe.mailto:
             targets.append(f"<mailto:{self.rendered.settings.unsubscribe.mailto}?subject=unsubscribe>")
         out = [("List-Unsubscribe", ", ".join(targets))]
-        if p.unsubscribe_url and p.unsubscribe_url.lower().startswith("https://"):
+        if unsubscribe_url and unsubscribe_url.lower().startswith("https://"):
             out.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         return out
 
     def render(self, subscriber: Subscriber) -> bytes:
-        """The complete RFC 5322 message for one recipient, CRLF line endings."""
-        p = personalise(self.rendered, subscriber)
-        head = _header("To", _mailbox(subscriber.name, subscriber.email))
+        """The complete RFC 5322 message for one recipient: the html and text `personalise`
+        gives, CRLF line endings and no line starting with '.', so SMTP sends it unchanged."""
+        plain, escaped, unsub = field_values(self.rendered, subscriber)
+        head = _header("To", _mailbox(_one_line(subscriber.name), _one_line(subscriber.email)))
         head += _header("Date", formatdate(localtime=True))
         head += _header("Message-ID", f"<{secrets.token_hex(12)}@{self.domain}>")
-        for k, v in self.list_unsubscribe(p):
-            head += f"{k}: {v}".encode() + CRLF
-        return head + self.fixed_headers + self._body(p)
-
-
+        for k, v in self.list_unsubscribe(unsub):
+            # Fold between the <targets> (RFC 2369 allows it) to keep lines short, cheaply.
+            head += f"{k}: {v if len(k) + len(v) < 76 else v.replace(', ', ',' + chr(13) + chr(10) + ' ')}".encode() + CRLF
+        before, between, after = self.skeleton
+        return b"".join((head, self.fixed_headers, before, self.text.fill(plain), between,
+                         self.html.fill(escaped), after))

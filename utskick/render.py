@@ -135,12 +135,18 @@ def unsubscribe_url(settings: Settings, subscriber: Subscriber) -> str | None:
     return url.replace("{token}", subscriber.token) if url else None
 
 
-def personalise(rendered: Rendered, subscriber: Subscriber) -> Personalised:
-    """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
+def field_values(rendered: Rendered, subscriber: Subscriber) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link."""
     unsub = unsubscribe_url(rendered.settings, subscriber)
     plain = {f: subscriber.field(f) or "" for f in rendered.fields}
     plain[UNSUB] = unsub or ""
     escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
+    return plain, escaped, unsub
+
+
+def personalise(rendered: Rendered, subscriber: Subscriber) -> Personalised:
+    """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
+    plain, escaped, unsub = field_values(rendered, subscriber)
     return Personalised(rendered.html.fill(escaped), rendered.text.fill(plain), unsub)
 
 

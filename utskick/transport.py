@@ -5,10 +5,11 @@ delivery loop, the journal and the tests never care which one is in use. A trans
 `Connection`s; a connection carries one message at a time and raises typed errors that say what
 the delivery loop must do next (retry, bounce, stop), with the server's code and the recipient.
 
-The SMTP connection sends prebuilt message bytes itself (DATA through aiosmtplib's protocol
-object) because `SMTP.data` re-scans and copies every payload twice with regular expressions,
-which costs more than the socket work; our messages are CRLF and dot-safe by construction
-(`message.py`), so a quick check replaces the rewrite.
+The SMTP connection speaks MAIL, RCPT and DATA itself through aiosmtplib's protocol object
+(aiosmtplib still connects, does TLS and AUTH): `SMTP.data` rewrites every payload twice with
+regular expressions and `mail`/`rcpt` re-parse the addresses, which together cost more than the
+socket work. The messages are CRLF and dot-safe by construction (`MessageTemplate.render`), so
+they go out unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import aiosmtplib
 
 from .errors import Problem, UtskickError
 from .files import write_atomic
+from .message import ascii_address
 
 Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
 ENHANCED_RE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -166,25 +168,10 @@ def classify(code: int, message: str, stage: Stage, recipient: str | None) -> Tr
     return Fatal(message, code=code, recipient=recipient, stage=stage)
 
 
-def frame(message: bytes) -> bytes:
-    """The DATA payload: CRLF lines, leading dots doubled, ended by '.' (RFC 5321 4.5.2).
-
-    Our messages need neither rewrite; the checks are C-speed scans, not regex substitutions.
-    """
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
-        message = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
-    if message.startswith(b".") or b"\r\n." in message:
-        message = re.sub(rb"(?m)^\.", b"..", message)
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    return message + b".\r\n"
-
-
 class SmtpConnection:
     def __init__(self, client: aiosmtplib.SMTP, sender: str, timeout: float) -> None:
         self.client = client
-        self.sender = sender
+        self.mail_from = b"MAIL FROM:<" + ascii_address(sender).encode("ascii") + b">\r\n"
         self.timeout = timeout
 
     async def _reply(self, data: bytes) -> aiosmtplib.SMTPResponse:
@@ -200,30 +187,27 @@ class SmtpConnection:
             raise
 
     async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+        """`message` must be CRLF with no line starting with '.', as `MessageTemplate.render` makes them."""
         stage: Stage = "mail"
         try:
-            reply = await self.client.mail(self.sender)
-            stage = "rcpt"
-            reply = await self.client.rcpt(recipient)
-            stage = "data"
-            reply = await self._reply(b"DATA\r\n")
-            if reply.code != 354:
-                raise classify(reply.code, reply.message, "data", recipient)
-            payload = frame(message)
-            committing()
-            reply = await self._reply(payload)
-        except aiosmtplib.SMTPResponseException as e:
-            error = classify(e.code, e.message, stage, recipient)
-            await self._reset(error)
-            raise error from None
-        except TransportError as error:
-            await self._reset(error)
-            raise
+            reply = await self._reply(self.mail_from)
+            if reply.code == 250:
+                stage = "rcpt"
+                reply = await self._reply(b"RCPT TO:<" + ascii_address(recipient).encode("ascii") + b">\r\n")
+            if reply.code in (250, 251):
+                stage = "data"
+                reply = await self._reply(b"DATA\r\n")
+            if reply.code == 354:
+                committing()
+                reply = await self._reply(message + b".\r\n")
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as e:
             self.client.close()
             raise Temporary(f"connection lost ({e})", recipient=recipient, stage=stage, reconnect=True) from None
+        except aiosmtplib.SMTPResponseException as e:  # a malformed reply
+            self.client.close()
+            raise Temporary(e.message, code=None, recipient=recipient, stage=stage, reconnect=True) from None
         if reply.code != 250:
-            refused = classify(reply.code, reply.message, "data", recipient)
+            refused = classify(reply.code, reply.message, stage, recipient)
             await self._reset(refused)
             raise refused
         return f"{reply.code} {reply.message}"
@@ -300,6 +284,12 @@ class SmtpTransport:
             raise Fatal(f"{where}: {e.message}", stage="tls") from None
         except OSError as e:
             raise Fatal(f"cannot connect to {where}: {e.strerror or e}", stage="connect") from None
+        try:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+        except (aiosmtplib.SMTPException, OSError) as e:
+            client.close()
+            raise Temporary(f"{where} did not greet us properly ({e})", stage="connect", reconnect=True) from None
         return SmtpConnection(client, self.sender, self.timeout)
 
 
