@@ -145,11 +145,12 @@ def survey(journal: Journal | None, recipients: Iterable[Subscriber], record: bo
     """Count the recipients by journal state; with `record`, enter the new ones as pending."""
     s = Survey()
     top = journal.top() if journal and record else 0
+    fresh = record and top == 0  # nothing entered yet: no row to look up
     with journal.batch() if journal and record else contextlib.nullcontext():
         for sub in recipients:
             s.first = s.first or sub
             s.recipients += 1
-            row = journal.get(sub.key) if journal else None
+            row = journal.get(sub.key) if journal and not fresh else None
             if row is None and journal and record:
                 top += 1
                 row = journal.add(sub.key, sub.email, top)

@@ -129,7 +129,8 @@ class Journal:
 
     def add(self, key: str, email: str, seq: int) -> Row:
         stamp = now()
-        self.db.execute("INSERT INTO delivery (issue, transport, key, seq, email, updated) VALUES (?, ?, ?, ?, ?, ?)",
+        self.db.execute("INSERT OR IGNORE INTO delivery (issue, transport, key, seq, email, updated)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
                         (self.issue, self.transport, key, seq, email, stamp))
         return Row(key, seq, email, "pending", 0, "", stamp)
 
