@@ -302,8 +302,8 @@ def _summary(outcome: delivery.Outcome) -> None:
     if outcome.stopped is not None:
         e = outcome.stopped
         who = f" (at {e.recipient})" if e.recipient else ""
-        click.echo(f"error: stopped: the server answered {e.reply}{who}; fix it, then run the same command "
-                   "to resume", err=True)
+        what = f"the server answered {e.reply}" if e.code else e.message
+        click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
     if outcome.interrupted:
         click.echo("interrupted: run the same command to resume", err=True)
 
