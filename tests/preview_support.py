@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utskick.preview import Preview, PreviewServer, serving
+from utskick.preview import Preview, PreviewServer, View, serving
 from utskick.subscribers import SAMPLE, Subscriber
 
 ISSUE = "2026-12"
@@ -26,3 +26,13 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text("utf-8")
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1), "utf-8")
+
+
+def until(preview: Preview, done: Callable[[View], bool], timeout: float = 10.0) -> View:
+    """The view once `done` holds for it; fails when `timeout` passes without any refresh."""
+    seen = preview.view.version
+    while not done(preview.view):
+        new = preview.wait(seen, timeout)
+        assert new != seen, f"no refresh within {timeout} s"
+        seen = new
+    return preview.view

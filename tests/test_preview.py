@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import Run
-from preview_support import ISSUE, SUBJECT, edit, previewing
+from preview_support import ISSUE, SUBJECT, edit, previewing, until
 
 from utskick.files import write_atomic
 from utskick.load import load_project
-from utskick.preview import find_subscriber
+from utskick.preview import View, find_subscriber
 from utskick.subscribers import secret, token
 
 WAIT = 10.0
@@ -70,17 +70,19 @@ def test_server_listens_on_loopback_only_and_stops(project: Path) -> None:
     stream.close()
 
 
+def html(view: View) -> str:
+    return view.email.html if view.email else ""
+
+
 def test_broken_yaml_shows_located_error_then_recovers(project: Path, run: Run) -> None:
     issue = project / "issues" / f"{ISSUE}.yaml"
     with previewing(project) as (preview, server):
-        seen = preview.view.version
         edit(issue, "date: 2026-12-16", "date: 2026-12-16\n  oops: [")
-        seen = preview.wait(seen, WAIT)
         checked = run("check", ISSUE)
         located = checked.output.splitlines()[0]
-        assert re.match(r"issues/2026-12\.yaml:\d+:\d+: error: ", located), checked.output
-        assert preview.view.failed
-        assert [str(p) for p in preview.view.problems] == [located]
+        assert re.match(r"issues/2026-12\.yaml:\d+:\d+: error: YAML syntax", located), checked.output
+        view = until(preview, lambda v: [str(p) for p in v.problems] == [located])
+        assert view.failed
         page = get(server.url)[2].decode()
         assert located in page
         assert "last version that rendered" in page
@@ -88,38 +90,27 @@ def test_broken_yaml_shows_located_error_then_recovers(project: Path, run: Run) 
 
         edit(issue, "date: 2026-12-16\n  oops: [", "date: 2026-12-16")
         edit(issue, "Ett år av gemensamma steg", "Ett år av nya steg")
-        while "Ett år av nya steg" not in preview.view.page.decode():
-            new = preview.wait(seen, WAIT)
-            assert new != seen, "no refresh after the good save"
-            seen = new
-        assert not preview.view.failed
+        view = until(preview, lambda v: "Ett år av nya steg" in html(v))
+        assert not view.failed and not view.problems
         assert located not in get(server.url)[2].decode()
 
 
 def test_settings_template_and_image_saves_refresh(project: Path) -> None:
     with previewing(project) as (preview, _):
-        seen = preview.view.version
         edit(project / "newsletter.yaml", "tagline: Sju kommuner i samverkan", "tagline: Åtta kommuner i samverkan")
-        seen = preview.wait(seen, WAIT)
-        assert preview.view.email is not None and "Åtta kommuner" in preview.view.email.html
+        until(preview, lambda v: "Åtta kommuner" in html(v))
 
         # A project template folder made after the start is watched too.
         theme = Path(__file__).resolve().parent.parent / "templates"
         (project / "templates").mkdir()
         css = (theme / "email.css").read_text("utf-8") + "\n.tagline { letter-spacing: 3px; }\n"
         write_atomic(project / "templates" / "email.css", css)
-        while "letter-spacing:3px" not in (preview.view.email.html if preview.view.email else ""):
-            new = preview.wait(seen, WAIT)
-            assert new != seen, "no refresh after a template save"
-            seen = new
+        until(preview, lambda v: "letter-spacing:3px" in html(v))
 
         image = project / "issues" / "bilder" / "sjoutsikt.png"
-        before = preview.view.email.images
+        before = preview.view.email.images if preview.view.email else None
         image.write_bytes(image.read_bytes() + b"\0")
-        while preview.view.email.images == before:
-            new = preview.wait(seen, WAIT)
-            assert new != seen, "no refresh after an image save"
-            seen = new
+        until(preview, lambda v: v.email is not None and v.email.images != before)
 
 
 def test_as_subscriber_gets_their_token(project: Path) -> None:

@@ -141,6 +141,7 @@ class Preview:
 
     def watch(self) -> None:
         """Refresh on every relevant save until `close()`; restarts when the image folders change."""
+        catch_up = False  # a restarted watch may have missed a save made while it set up
         while not self.closing.is_set():
             folders, files = self.watched()
 
@@ -151,11 +152,13 @@ class Preview:
             for changes in watchfiles.watch(*folders, watch_filter=relevant, debounce=400, step=50,
                                             stop_event=self.closing, recursive=False,
                                             rust_timeout=250, yield_on_timeout=True):
-                self.watching.set()
-                if changes:
+                if changes or catch_up:
+                    catch_up = False
                     self.refresh()
                     if self.watched() != (folders, files):
+                        catch_up = True
                         break
+                self.watching.set()
 
 def page(preview: Preview, view: View) -> bytes:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
