@@ -101,7 +101,11 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
 @click.pass_obj
 @guarded
 def build(obj: Context, issue: str, output: Path | None) -> None:
-    """Write the email of ISSUE as .html, .txt and .eml (and .ics when it has events).
+    """Write the email of ISSUE as .html, .txt and .eml, and .ics files when it has events.
+
+    SLUG.ics holds every event (it is also attached to the email); SLUG-1.ics, SLUG-2.ics … hold
+    one event each, in calendar order, to publish beside the web version for the
+    "Lägg till i kalender" links.
 
     Personalised for a fictional sample subscriber: nothing of a real member is ever written here.
     """
@@ -117,6 +121,7 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
         f"{rendered.slug}.eml": MessageTemplate.of(rendered).render(SAMPLE),
     }
     written.update({a.filename: a.data for a in rendered.attachments})
+    written.update(rendered.web_files)
     for name, data in written.items():
         write_atomic(out / name, data)
         click.echo(f"wrote {display_path(out / name)} ({len(data) / 1024:.1f} KB)")

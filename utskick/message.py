@@ -58,7 +58,10 @@ def _part(headers: list[tuple[str, str]], body: bytes) -> bytes:
 
 def _attachment(item: Embedded, inline: bool) -> bytes:
     disposition = "inline" if inline else "attachment"
-    headers = [("Content-Type", f'{item.mime}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
+    # Text is UTF-8 and must say so. A text/calendar part carries no `method` parameter, like
+    # its content carries no METHOD: a file to import, never an invitation (RFC 6047).
+    charset = '; charset="utf-8"' if item.mime.startswith("text/") else ""
+    headers = [("Content-Type", f'{item.mime}{charset}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
                ("Content-Disposition", f'{disposition}; filename="{item.filename}"')]
     if inline:
         headers.insert(2, ("Content-ID", f"<{item.cid}>"))
