@@ -273,8 +273,8 @@ def test_html_groups_by_month_with_links(built: Path) -> None:
     assert rows == [
         ("januari 2027", "ons 13 jan. 09:00–12:00", TITLES[0], f"{WEB}/{SLUG}-1.ics"),
         ("januari 2027", "29–30 jan.", TITLES[1], f"{WEB}/{SLUG}-2.ics"),
-        ("februari 2027", "10–11 feb. ons 07:30\u2009–\u2009tors 18:00", TITLES[2], f"{WEB}/{SLUG}-3.ics"),
-        ("mars 2027", "27–29 mars lör 10:00\u2009–\u2009mån 12:00", TITLES[3], f"{WEB}/{SLUG}-4.ics"),
+        ("februari 2027", "10–11 feb. ons\u00a007:30\u2009–\u2009tors\u00a018:00", TITLES[2], f"{WEB}/{SLUG}-3.ics"),
+        ("mars 2027", "27–29 mars lör\u00a010:00\u2009–\u2009mån\u00a012:00", TITLES[3], f"{WEB}/{SLUG}-4.ics"),
         ("maj 2027", "tors 6 maj", TITLES[4], f"{WEB}/{SLUG}-5.ics"),
     ]
     doc = lxml.html.fromstring((built / f"{SLUG}.html").read_text("utf-8"))
@@ -315,8 +315,8 @@ def test_english(project: Path, run: Run) -> None:
     assert [r[:2] for r in rows] == [
         ("January 2027", "Wed 13 Jan 09:00–12:00"),
         ("January 2027", "29–30 Jan"),
-        ("February 2027", "10–11 Feb Wed 07:30\u2009–\u2009Thu 18:00"),
-        ("March 2027", "27–29 Mar Sat 10:00\u2009–\u2009Mon 12:00"),
+        ("February 2027", "10–11 Feb Wed\u00a007:30\u2009–\u2009Thu\u00a018:00"),
+        ("March 2027", "27–29 Mar Sat\u00a010:00\u2009–\u2009Mon\u00a012:00"),
         ("May 2027", "Thu 6 May"),
     ]
     doc = lxml.html.fromstring((out / f"{SLUG}.html").read_text("utf-8"))

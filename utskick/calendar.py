@@ -71,7 +71,11 @@ def _hm(t: Time, loc: str) -> str:
 
 
 def event_time(event: Event, language: str) -> str:
-    """'09:00–12:00'; a timed event over several days names its days: 'fre 09:00 – lör 12:00' (thin spaces, as CLDR's ranges)."""
+    """'09:00–12:00'; over several days it names the days: 'fre 09:00 – lör 12:00'.
+
+    Thin spaces around the dash as in CLDR's own ranges; a no-break space keeps each day with
+    its time when a narrow column wraps the line.
+    """
     loc = LOCALES[language]
     start, end = event.times
     if start is None:
@@ -80,7 +84,7 @@ def event_time(event: Event, language: str) -> str:
         return _hm(start, loc)
     if event.end_date is not None and event.end_date != event.date:
         first, last = (format_date(d, "EEE", locale=loc) for d in (event.date, event.end_date))
-        return f"{first} {_hm(start, loc)}\u2009–\u2009{last} {_hm(end, loc)}"
+        return f"{first}\u00a0{_hm(start, loc)}\u2009–\u2009{last}\u00a0{_hm(end, loc)}"
     return format_interval(start, end, "Hm", locale=loc)
 
 
