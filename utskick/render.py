@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import jinja2
 from pydantic import BaseModel
 from markupsafe import Markup
-from premailer import Premailer  # type: ignore[import-untyped]
+from premailer import Premailer
 
 from . import calendar, markdown
 from .errors import Problem, UtskickError
