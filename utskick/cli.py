@@ -88,8 +88,6 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     problems = list(rendered.problems)
     for p in problems:
         click.echo(str(p), err=True)
-    if any(p.is_error for p in problems):
-        fail([])
     size = rendered.html_size
     click.echo(f"{display_path(doc.path)}: ok ({len(problems)} warning(s); HTML {size / 1024:.0f} KB)")
 

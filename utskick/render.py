@@ -348,4 +348,6 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
     warnings = _checks(project, doc, images)
     if rendered.html_size > GMAIL_CLIP:
         warnings.append(Problem(f"the HTML is {rendered.html_size // 1024} KB; Gmail clips messages over 102 KB", doc.path, severity="warning"))
+    if any(p.is_error for p in warnings):
+        raise UtskickError(warnings)
     return replace(rendered, problems=tuple(warnings))
