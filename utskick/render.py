@@ -25,6 +25,7 @@ from premailer import Premailer
 
 from . import calendar, markdown
 from .errors import Problem, UtskickError
+from .files import bundled
 from .load import Document, Project
 from .model import Image, Issue, Logo, Settings
 from .subscribers import Subscriber
@@ -57,20 +58,11 @@ GMAIL_CLIP = 102 * 1024
 EMBED_WARN = 300 * 1024
 SUBJECT_WARN = 78
 MARKDOWN_FIELDS = {"body", "intro", "description", "footer"}
-DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 
 
 def default_theme() -> Path:
     """The theme shipped in the wheel (`utskick.templates`), or ./templates in a source checkout."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("utskick.templates")))
-        if (path / "email.html").exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return DEFAULT_THEME
+    return bundled("utskick.templates", Path(__file__).resolve().parent.parent / "templates", "email.html")
 
 
 @dataclass(frozen=True)
