@@ -174,3 +174,13 @@ def test_build_writes_files_for_sample_only(project: Path, run: Run) -> None:
     for member in (project / "subscribers" / "medlemmar.csv").read_text("utf-8").splitlines()[1:]:
         assert member.split(",")[0] not in everything
     assert not list((project / "ut").glob("*.tmp"))
+
+
+def test_gmail_clip_warning(project: Path, run: Run) -> None:
+    path = project / "issues" / "2026-10.yaml"
+    long_body = "        body: |\n" + "".join(f"          Stycke {i} med lite text som upprepas. " * 8 + "\n\n" for i in range(300))
+    path.write_text(path.read_text("utf-8").replace(
+        "        body: Planen beskriver vad delregionen vill satsa på fram till 2030.\n", long_body), "utf-8")
+    result = run("check", "2026-10")
+    assert result.exit_code == 0
+    assert re.search(r"2026-10.yaml: warning: the HTML is \d+ KB; Gmail clips", result.stderr), result.stderr
