@@ -23,9 +23,10 @@ CRLF = b"\r\n"
 
 def _header(name: str, value: str) -> bytes:
     """A header line, RFC 2047-encoded and folded only when it needs to be."""
-    if value.isascii() and len(name) + len(value) < 76:
+    if value.isascii():
         return f"{name}: {value}".encode() + CRLF
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}".encode() + CRLF
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}".encode() + CRLF
 
 
 def ascii_address(address: str) -> str:

@@ -22,10 +22,11 @@ from urllib.parse import urlsplit
 import jinja2
 from pydantic import BaseModel
 from markupsafe import Markup
-from premailer import Premailer  # type: ignore[import-untyped]
+from premailer import Premailer
 
 from . import calendar, markdown
 from .errors import Problem, UtskickError
+from .files import bundled
 from .load import Document, Project
 from .model import Event, Image, Issue, Logo, Settings
 from .subscribers import Subscriber
@@ -62,20 +63,11 @@ GMAIL_CLIP = 102 * 1024
 EMBED_WARN = 300 * 1024
 SUBJECT_WARN = 78
 MARKDOWN_FIELDS = {"body", "intro", "description", "footer"}
-DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 
 
 def default_theme() -> Path:
     """The theme shipped in the wheel (`utskick.templates`), or ./templates in a source checkout."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("utskick.templates")))
-        if (path / "email.html").exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return DEFAULT_THEME
+    return bundled("utskick.templates", Path(__file__).resolve().parent.parent / "templates", "email.html")
 
 
 @dataclass(frozen=True)
@@ -367,4 +359,6 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
     warnings = _checks(project, doc, images)
     if rendered.html_size > GMAIL_CLIP:
         warnings.append(Problem(f"the HTML is {rendered.html_size // 1024} KB; Gmail clips messages over 102 KB", doc.path, severity="warning"))
+    if any(p.is_error for p in warnings):
+        raise UtskickError(warnings)
     return replace(rendered, problems=tuple(warnings))
