@@ -49,6 +49,8 @@ class Document(Generic[M]):
 def format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
+        if part == "":
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -79,7 +81,7 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[Loc, tuple[int, int]]]:
                 m = event.start_mark
                 raise UtskickError(
                     Problem("YAML anchors and aliases (&, *) are not supported: write the text out",
-                            path, m.line + 1, m.column + 1)
+                            path, m.line + 1 if m else None, m.column + 1 if m else None)
                 )
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:

@@ -27,6 +27,7 @@ def _parser(breaks: bool = False) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False, "breaks": breaks})
     md.enable(["table", "linkify", "strikethrough"])
     # Bare domains ("subscriber.name", "t.ex") are not links; full URLs and e-mail addresses are.
+    assert md.linkify is not None
     md.linkify.set({"fuzzy_link": False, "fuzzy_email": True})
     md.validateLink = _safe_link  # type: ignore[method-assign]
     return md
@@ -34,7 +35,9 @@ def _parser(breaks: bool = False) -> MarkdownIt:
 
 def to_html(text: str | None, breaks: bool = False) -> str:
     """HTML for an editor's Markdown; `breaks` keeps every line break (addresses in a footer)."""
-    return _parser(breaks).render(text or "").strip()
+    html = str(_parser(breaks).render(text or "")).strip()
+    # Data tables (not layout): a class so the theme can give them borders and padding.
+    return html.replace("<table>", '<table class="data">')
 
 
 def links(text: str | None) -> list[str]:
