@@ -50,7 +50,7 @@ def page(browser: Any, project: Path) -> Iterator[Any]:
         tab = context.new_page()
         tab.set_default_timeout(WAIT_MS)
         tab.goto(server.url)
-            expect(tab.locator("#live")).to_have_text("live")
+        expect(tab.locator("#live")).to_have_text("live")
         expect(tab.frame_locator("#frame").locator("h1")).to_have_text("Nytt från Sjölandet")
         yield tab
         context.close()
