@@ -9,12 +9,13 @@ learn about a new view through server-sent events, so nothing polls.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,16 +84,15 @@ class Preview:
 
     def refresh(self) -> None:
         """Render again; on problems keep the last good email so the page never goes blank."""
-        version = self.view.version + 1
+        version, email = self.view.version + 1, self.view.email
         try:
-            email, warnings = self._email(version)
-            view = View(version, warnings, email)
+            email, problems = self._email(version)
         except UtskickError as e:
-            view = View(version, tuple(e.problems), self.view.email)
+            problems = tuple(e.problems)
         except Exception as e:  # noqa: BLE001 - a mid-edit file must never stop the preview
-            problem = Problem(f"could not render: {type(e).__name__}: {e}", self.issue_path)
-            view = View(version, (problem,), self.view.email)
-        view = View(view.version, view.problems, view.email, page(self, view))
+            problems = (Problem(f"could not render: {type(e).__name__}: {e}", self.issue_path),)
+        view = View(version, problems, email)
+        view = replace(view, page=page(self, view))
         with self._changed:
             self.view = view
             self._changed.notify_all()
@@ -129,14 +129,17 @@ class Preview:
         with self._changed:
             self._changed.notify_all()
 
+    @property
+    def templates_dir(self) -> Path:
+        return (self.settings_path.parent / "templates").resolve()
+
     def watched(self) -> tuple[set[Path], set[Path]]:
         """(folders to watch, files in them that matter); folders so editors' rename-saves count."""
-        templates = self.settings_path.parent / "templates"
-        files = {self.settings_path, self.issue_path, templates}
+        files = {self.settings_path, self.issue_path, self.templates_dir}
         if self.view.email is not None:
             files.update(self.view.email.files)
         files = {f.resolve() for f in files}
-        folders = {f.parent for f in files} | {templates.resolve()}
+        folders = {f.parent for f in files} | {self.templates_dir}
         return {d for d in folders if d.is_dir()}, files
 
     def watch(self) -> None:
@@ -147,25 +150,35 @@ class Preview:
 
             def relevant(_: watchfiles.Change, path: str) -> bool:
                 p = Path(path).resolve()
-                return p in files or p.parent in files
+                return p in files or p.parent == self.templates_dir
 
-            for changes in watchfiles.watch(*folders, watch_filter=relevant, debounce=400, step=50,
-                                            stop_event=self.closing, recursive=False,
-                                            rust_timeout=250, yield_on_timeout=True):
-                if changes or catch_up:
-                    catch_up = False
-                    self.refresh()
-                    if self.watched() != (folders, files):
-                        catch_up = True
-                        break
-                self.watching.set()
+            try:
+                for changes in watchfiles.watch(*folders, watch_filter=relevant, debounce=400, step=50,
+                                                stop_event=self.closing, recursive=False,
+                                                rust_timeout=250, yield_on_timeout=True):
+                    if changes or catch_up:
+                        catch_up = False
+                        self.refresh()
+                        if self.watched() != (folders, files):
+                            catch_up = True
+                            break
+                    self.watching.set()
+            except OSError:  # a watched folder went away mid-save: look again shortly
+                catch_up = True
+                self.closing.wait(0.5)
+
+
+@functools.cache
+def _page_template() -> jinja2.Template:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(PAGE.read_text("utf-8"))
+
 
 def page(preview: Preview, view: View) -> bytes:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    template = env.from_string(PAGE.read_text("utf-8"))
+    """The whole page, made once per view; the browser swaps in its parts on each change."""
     email = view.email
     size = email.html_size if email else 0
-    return template.render(
+    return _page_template().render(
         view=view,
         email=email,
         issue=display_path(preview.issue_path),
