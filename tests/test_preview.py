@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 from conftest import Run
 from preview_support import ISSUE, SUBJECT, edit, previewing, until
 
@@ -161,3 +162,15 @@ def test_port_in_use_is_a_clear_error(project: Path, run: Run) -> None:
         result = run("preview", ISSUE, "--port", str(port))
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_warnings_are_the_ones_check_prints(project: Path, run: Run) -> None:
+    issue = project / "issues" / f"{ISSUE}.yaml"
+    with previewing(project) as (preview, server):
+        edit(issue, "<https://www.sjolandet.example/rapporter/", "<http://www.sjolandet.example/rapporter/")
+        warnings = run("check", ISSUE).output.splitlines()[:-1]
+        assert len(warnings) == 1 and ": warning: " in warnings[0], warnings
+        view = until(preview, lambda v: bool(v.problems))
+        assert [str(p) for p in view.problems] == warnings and not view.failed
+        page = get(server.url)[2].decode()
+        assert "1 warning" in page and escape(warnings[0]) in page
