@@ -116,7 +116,7 @@ class Table:
                 yield first, [], f"a quote (\") in this row is not closed; it runs on to line {src.pos}"
                 src.pos, reader = first, csv.reader(src, delimiter=self.delimiter)
                 continue
-            if any(c.strip() for c in cells):
+            if "".join(cells).strip():
                 yield first, cells, ""
 
 

@@ -12,11 +12,14 @@ and is skipped: one typo must neither stop a send nor crash it.
 from __future__ import annotations
 
 import base64
+import gc
+import hashlib
 import hmac
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path
@@ -36,7 +39,7 @@ REASON_COLUMNS = frozenset({"reason", "orsak", "anledning"})
 TOKEN_COLUMNS = frozenset({"token"})
 UNSUBSCRIBED = "unsubscribed"
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subscriber:
     """One recipient: the address to send to, its canonical key, and the list's columns."""
 
@@ -85,8 +88,19 @@ def secret(state_dir: Path) -> bytes:
 
 def token(key: bytes, address_key: str) -> str:
     """An opaque, unforgeable unsubscribe token: no address ever appears in a URL."""
-    digest = hmac.digest(key, address_key.encode(), "sha256")
-    return base64.urlsafe_b64encode(digest[:18]).decode().rstrip("=")
+    return signer(key)(address_key)
+
+
+def signer(key: bytes) -> Callable[[str], str]:
+    """`token` with the key's HMAC state set up once: signing a whole list costs half as much."""
+    base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def sign(address_key: str) -> str:
+        mac = base.copy()
+        mac.update(address_key.encode())
+        return base64.urlsafe_b64encode(mac.digest()[:18]).decode().rstrip("=")
+
+    return sign
 
 
 # A strict subset of what email-validator accepts, for plain ASCII addresses: dot-atom local part
@@ -111,7 +125,8 @@ def fast_normalise(address: str) -> tuple[str, str] | None:
     if "--" in domain or SPECIAL_USE.search(domain):
         return None
     email = f"{m[1]}@{domain}"
-    return email, email.lower()
+    key = email.lower()
+    return email, email if key == email else key
 
 
 def normalise(address: str) -> tuple[str, str]:
@@ -169,6 +184,19 @@ def _rows(table: Table, address: int) -> Iterator[ValidRow | Problem]:
         yield Problem(f"{problem.rstrip('.')}; row skipped", table.path, line, severity="warning")
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Reading a list makes a few objects a row and no reference cycles, yet the growing heap
+    makes the cyclic collector walk it again and again: a third of the time for 100,000 rows."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass(frozen=True)
 class SubscriberList:
     """One list file, read: each usable address once, in file order, without tokens."""
@@ -182,6 +210,7 @@ class SubscriberList:
     problems: tuple[Problem, ...]
 
 
+@_collector_paused()
 def load_list(path: Path) -> SubscriberList:
     """Read one list; raises UtskickError only when the file as a whole is unusable."""
     table = read_table(path)
@@ -280,6 +309,7 @@ class Recipients(NamedTuple):
     stats: list[ListStats]
 
 
+@_collector_paused()
 def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str], key: bytes | None = None) -> Recipients:
     """The union of `lists`, each person once, minus the suppressed, in list then file order.
 
@@ -289,6 +319,7 @@ def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str], key: byte
     seen: set[str] = set()
     out: list[Subscriber] = []
     stats: list[ListStats] = []
+    sign = signer(key) if key else None
     for lst in lists:
         valid = lst.rows - lst.invalid
         duplicates, blocked = valid - len(lst.subscribers), 0
@@ -299,7 +330,7 @@ def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str], key: byte
                 duplicates += 1
             else:
                 seen.add(s.key)
-                out.append(Subscriber(s.email, s.key, s.name, s.attrs, token(key, s.key)) if key else s)
+                out.append(Subscriber(s.email, s.key, s.name, s.attrs, sign(s.key)) if sign else s)
         receive = valid - duplicates - blocked
         stats.append(ListStats(lst.name, lst.rows, valid, lst.invalid, duplicates, blocked, receive))
     return Recipients(out, [p for lst in lists for p in lst.problems], stats)
@@ -388,8 +419,9 @@ def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str])
     asked = list(dict.fromkeys(tokens))
     wanted = set(asked)
     found: dict[str, str] = {}
+    sign = signer(key)
     for candidate in candidates:
-        t = token(key, candidate)
+        t = sign(candidate)
         if t in wanted:
             found[t] = candidate
             if len(found) == len(wanted):
