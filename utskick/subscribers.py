@@ -392,7 +392,7 @@ def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: 
     text = table.text()
     if not text.endswith(("\n", "\r")):
         text += table.newline
-    added: list[str] = []
+    added: dict[str, str] = {}
     for raw, reason in entries:
         try:
             email, key = normalise(raw.strip())
@@ -401,13 +401,21 @@ def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: 
         if key in keys:
             continue
         keys.add(key)
-        added.append(email)
+        added[key] = email
         cells = [email if i == address else day if h in DATE_COLUMNS else " ".join(reason.split()) if h in REASON_COLUMNS else ""
                  for i, h in enumerate(table.header)]
         text += format_row(cells, table.delimiter, table.newline)
-    if added:
-        write_atomic(path, ("\ufeff" if table.bom else "") + text)
-    return added
+    if not added:
+        return []
+    data = (("\ufeff" if table.bom else "") + text).encode("utf-8")
+    # A quote left open at the end of the file would swallow the rows we add: read them back first.
+    written = read_table(path, data)
+    if written.header != table.header or not added.keys() <= {
+            row[3] for row in _rows(written, address) if not isinstance(row, Problem)}:
+        raise UtskickError(Problem("cannot add rows: a quote (\") near the end is not closed; fix the file first",
+                                   path, len(table.text().splitlines()) or None))
+    write_atomic(path, data)
+    return list(added.values())
 
 
 def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str]) -> tuple[dict[str, str], list[str]]:
