@@ -228,10 +228,10 @@ def test_suppress_creates_the_file_and_appends_after_a_missing_final_newline(tmp
     assert path.read_text("utf-8") == "email\na@x.example\nb@x.example\n"
     assert suppress(path, [("Åsa@Åre.se", "r")]) == ["Åsa@åre.se"]
     assert "åsa@xn--re-xia.se" in load_suppressed(path)[0]
-    path.write_text('email\na@x.example,"open', "utf-8")
+    path.write_text('email,namn\na@x.example,"open', "utf-8")
     with pytest.raises(UtskickError, match="not closed"):
         suppress(path, [("b@x.example", "r")])
-    assert path.read_text("utf-8") == 'email\na@x.example,"open'
+    assert path.read_text("utf-8") == 'email,namn\na@x.example,"open'
     assert load_suppressed(tmp_path / "saknas.csv") == (frozenset(), [])
 
 
