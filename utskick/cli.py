@@ -13,15 +13,14 @@ import click
 import yaml
 
 from .errors import Problem, UtskickError, display_path
-from .files import write_atomic
+from .files import bundled, write_atomic
 from .load import Document, Project, load_issue, load_project
 from .message import MessageTemplate
 from .model import Issue
-from .render import Rendered, default_theme, personalise, render
+from .render import Rendered, personalise, render
 from .subscribers import SAMPLE
 from . import subscribers as subs
 
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -92,8 +91,6 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
         problems += subs.check_lists(project, names, rendered.fields)
     for p in problems:
         click.echo(str(p), err=True)
-    if any(p.is_error for p in problems):
-        fail([])
     size = rendered.html_size
     click.echo(f"{display_path(doc.path)}: ok ({len(problems)} warning(s); HTML {size / 1024:.0f} KB)")
 
@@ -105,7 +102,11 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
 @click.pass_obj
 @guarded
 def build(obj: Context, issue: str, output: Path | None) -> None:
-    """Write the email of ISSUE as .html, .txt and .eml (and .ics when it has events).
+    """Write the email of ISSUE as .html, .txt and .eml, and .ics files when it has events.
+
+    SLUG.ics holds every event (it is also attached to the email); SLUG-1.ics, SLUG-2.ics … hold
+    one event each, in calendar order, to publish beside the web version for the
+    "Lägg till i kalender" links.
 
     Personalised for a fictional sample subscriber: nothing of a real member is ever written here.
     """
@@ -121,6 +122,7 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
         f"{rendered.slug}.eml": MessageTemplate.of(rendered).render(SAMPLE),
     }
     written.update({a.filename: a.data for a in rendered.attachments})
+    written.update(rendered.web_files)
     for name, data in written.items():
         write_atomic(out / name, data)
         click.echo(f"wrote {display_path(out / name)} ({len(data) / 1024:.1f} KB)")
@@ -135,9 +137,7 @@ def init(directory: Path) -> None:
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
     directory.mkdir(parents=True, exist_ok=True)
-    source = EXAMPLE_DIR if (EXAMPLE_DIR / "newsletter.yaml").exists() else None
-    if source is None:
-        raise UtskickError(Problem("the example project is not available in this installation", target))
+    source = bundled("utskick.example", Path(__file__).resolve().parent.parent, "newsletter.yaml")
     shutil.copyfile(source / "newsletter.yaml", target)
     for sub in ("issues", "subscribers"):
         (directory / sub).mkdir(exist_ok=True)

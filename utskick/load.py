@@ -49,6 +49,8 @@ class Document(Generic[M]):
 def format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
+        if part == "":
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

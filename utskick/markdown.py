@@ -35,7 +35,9 @@ def _parser(breaks: bool = False) -> MarkdownIt:
 
 def to_html(text: str | None, breaks: bool = False) -> str:
     """HTML for an editor's Markdown; `breaks` keeps every line break (addresses in a footer)."""
-    return str(_parser(breaks).render(text or "")).strip()
+    html = str(_parser(breaks).render(text or "")).strip()
+    # Data tables (not layout): a class so the theme can give them borders and padding.
+    return html.replace("<table>", '<table class="data">')
 
 
 def links(text: str | None) -> list[str]:

@@ -23,9 +23,10 @@ CRLF = b"\r\n"
 
 def _header(name: str, value: str) -> bytes:
     """A header line, RFC 2047-encoded and folded only when it needs to be."""
-    if value.isascii() and len(name) + len(value) < 76:
+    if value.isascii():
         return f"{name}: {value}".encode() + CRLF
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}".encode() + CRLF
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}".encode() + CRLF
 
 
 def ascii_address(address: str) -> str:
@@ -58,7 +59,10 @@ def _part(headers: list[tuple[str, str]], body: bytes) -> bytes:
 
 def _attachment(item: Embedded, inline: bool) -> bytes:
     disposition = "inline" if inline else "attachment"
-    headers = [("Content-Type", f'{item.mime}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
+    # Text is UTF-8 and must say so. A text/calendar part carries no `method` parameter, like
+    # its content carries no METHOD: a file to import, never an invitation (RFC 6047).
+    charset = '; charset="utf-8"' if item.mime.startswith("text/") else ""
+    headers = [("Content-Type", f'{item.mime}{charset}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
                ("Content-Disposition", f'{disposition}; filename="{item.filename}"')]
     if inline:
         headers.insert(2, ("Content-ID", f"<{item.cid}>"))

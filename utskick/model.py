@@ -12,7 +12,7 @@ from datetime import time as Time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 URL_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 
@@ -158,21 +158,24 @@ class Event(Strict):
             raise ValueError(f"time {value!r} must be quoted text like \"09:00-12:00\"")
         return value
 
-    @field_validator("time")
+    # Field validators, not a model validator, so that `check` points at the very line to fix.
+    @field_validator("end_date")
     @classmethod
-    def _time_format(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_time_range(value)
+    def _end_date_after_date(cls, value: Date | None, info: ValidationInfo) -> Date | None:
+        start = info.data.get("date")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"end_date {value} is before date {start}")
         return value
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> Event:
-        if self.end_date is not None and self.end_date < self.date:
-            raise ValueError(f"end_date {self.end_date} is before date {self.date}")
-        start, end = self.times
-        if start and end and end <= start and (self.end_date is None or self.end_date == self.date):
-            raise ValueError(f"time {self.time!r} ends before it starts")
-        return self
+    @field_validator("time")
+    @classmethod
+    def _time_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            start, end = parse_time_range(value)
+            one_day = "end_date" in info.data and info.data["end_date"] in (None, info.data.get("date"))
+            if end is not None and end <= start and one_day:
+                raise ValueError(f"time {value!r} ends before it starts")
+        return value
 
     @property
     def times(self) -> tuple[Time | None, Time | None]:

@@ -14,6 +14,7 @@ import mimetypes
 import re
 import secrets
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,8 +26,9 @@ from premailer import Premailer
 
 from . import calendar, markdown
 from .errors import Problem, UtskickError
+from .files import bundled
 from .load import Document, Project
-from .model import Image, Issue, Logo, Settings
+from .model import Event, Image, Issue, Logo, Settings
 from .subscribers import Subscriber
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -37,6 +39,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "unsubscribe": "Avregistrera",
         "calendar": "Kalendarium",
         "full_calendar": "Hela kalendariet",
+        "add_to_calendar": "Lägg till i kalender",
+        "add_to_calendar_about": "Lägg till {title} i kalendern",
         "photo": "Foto",
         "why": "Du får det här nyhetsbrevet från {name}.",
     },
@@ -47,6 +51,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "unsubscribe": "Unsubscribe",
         "calendar": "Calendar",
         "full_calendar": "Full calendar",
+        "add_to_calendar": "Add to calendar",
+        "add_to_calendar_about": "Add {title} to your calendar",
         "photo": "Photo",
         "why": "You receive this newsletter from {name}.",
     },
@@ -57,20 +63,11 @@ GMAIL_CLIP = 102 * 1024
 EMBED_WARN = 300 * 1024
 SUBJECT_WARN = 78
 MARKDOWN_FIELDS = {"body", "intro", "description", "footer"}
-DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 
 
 def default_theme() -> Path:
     """The theme shipped in the wheel (`utskick.templates`), or ./templates in a source checkout."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("utskick.templates")))
-        if (path / "email.html").exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return DEFAULT_THEME
+    return bundled("utskick.templates", Path(__file__).resolve().parent.parent / "templates", "email.html")
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,8 @@ class Rendered:
     attachments: tuple[Embedded, ...] = ()
     problems: tuple[Problem, ...] = ()
     files: tuple[Path, ...] = ()
+    # Files to publish beside the web version (name, bytes), such as each event's .ics.
+    web_files: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def fields(self) -> frozenset[str]:
@@ -199,10 +198,11 @@ def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
     lang = settings.language
     return {
         "markdown": lambda s, breaks=False: Markup(markdown.to_html(s, breaks)),
-        "text": lambda s, breaks=False: markdown.to_text(s, breaks=breaks),
+        "text": lambda s, breaks=False, width=markdown.WIDTH: markdown.to_text(s, width, breaks),
         "long_date": lambda d: calendar.long_date(d, lang),
         "event_date": lambda e: calendar.event_date(e, lang),
-        "event_time": calendar.event_time,
+        "event_time": lambda e: calendar.event_time(e, lang),
+        "months": lambda events: calendar.months(events, lang),
         "image_src": lambda src: f"cid:{cids[src]}" if src in cids else src,
         "is_generic": lambda s: s.strip(" .→>").lower() in GENERIC_LINK_TEXTS,
         "host": lambda url: urlsplit(url).netloc or url,
@@ -302,6 +302,15 @@ def _checks(project: Project, doc: Document[Issue], images: list[Embedded]) -> l
     return out
 
 
+def _calendar_files(settings: Settings, slug: str, events: list[Event]) -> tuple[tuple[Embedded, ...], tuple[tuple[str, bytes], ...]]:
+    """The issue's .ics as an attachment, and `<slug>-<n>.ics` per event for the web version."""
+    if not events:
+        return (), ()
+    whole, each = calendar.ics(settings, events, datetime.now(timezone.utc))
+    attachment = Embedded(f"{slug}.ics@utskick", f"{slug}.ics", "text/calendar", whole)
+    return (attachment,), tuple((f"{slug}-{n}.ics", data) for n, data in enumerate(each, 1))
+
+
 def _inline(page: str) -> str:
     # premailer's cssutils logs every unknown property at WARNING: keep it out of the terminal.
     logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
@@ -332,6 +341,7 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
         "subscriber": markers,
         "unsubscribe_url": markers.marker(UNSUB) if settings.unsubscribe.url else None,
         "web_version_url": web_version_url(settings, slug),
+        "ics_url": lambda n: calendar.event_ics_url(web_version_url(settings, slug), slug, n),
         "preheader_padding": Markup("&#847;&zwnj;&nbsp;" * 40),
     }
     try:
@@ -343,9 +353,12 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
         where = Path(getattr(e, "filename", None) or project.templates_dir)
         raise UtskickError(Problem(f"template: {e.message}", where, getattr(e, "lineno", None))) from None
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    attachments, web_files = _calendar_files(settings, slug, issue.calendar.events if issue.calendar else [])
     rendered = Rendered(slug, settings, issue, markers.split(_inline(page)), markers.split(text),
-                        tuple(images), files=tuple(files))
+                        tuple(images), attachments, files=tuple(files), web_files=web_files)
     warnings = _checks(project, doc, images)
     if rendered.html_size > GMAIL_CLIP:
         warnings.append(Problem(f"the HTML is {rendered.html_size // 1024} KB; Gmail clips messages over 102 KB", doc.path, severity="warning"))
+    if any(p.is_error for p in warnings):
+        raise UtskickError(warnings)
     return replace(rendered, problems=tuple(warnings))
