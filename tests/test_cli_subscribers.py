@@ -98,6 +98,11 @@ def test_check_includes_list_warnings(project: Path, run: Run) -> None:
     unknown = run("check", "2026-12", "--list", "kommunchef", "--list", "medlemmar")
     assert unknown.exit_code == 1
     assert "subscribers/kommunchef.csv: error: no list 'kommunchef' (available: kommunchefer, medlemmar)" in unknown.stderr
+    # Real lists stay out of git: a list only the issue names may be missing from a checkout.
+    (project / "subscribers" / "medlemmar.csv").unlink()
+    missing = run("check", "2026-12")
+    assert missing.exit_code == 0
+    assert "subscribers/medlemmar.csv: warning: list 'medlemmar' is not in this folder" in missing.stderr
 
 
 def test_check_fails_when_a_list_lacks_a_column_the_issue_uses(project: Path, run: Run) -> None:

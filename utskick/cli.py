@@ -86,11 +86,9 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     problems = list(rendered.problems)
-    names = lists or tuple(doc.model.lists)
-    if names:
-        problems += subs.check_lists(project, names, rendered.fields)
-    for p in problems:
-        click.echo(str(p), err=True)
+    if lists or doc.model.lists:
+        problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
+    report(problems)
     size = rendered.html_size
     click.echo(f"{display_path(doc.path)}: ok ({len(problems)} warning(s); HTML {size / 1024:.0f} KB)")
 

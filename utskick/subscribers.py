@@ -359,10 +359,20 @@ def overview(project: Project) -> tuple[list[ListStats], ListStats, list[Problem
     return each, union, sup_problems + [p for lst in lists for p in lst.problems] + problems
 
 
-def check_lists(project: Project, names: Sequence[str], fields: Iterable[str]) -> list[Problem]:
-    """Bad rows of the named lists as warnings; a template field a list has no column for, an error."""
-    lists = [load_list(list_path(project, n)) for n in dict.fromkeys(names)]
+def check_lists(project: Project, names: Sequence[str], fields: Iterable[str], required: bool = True) -> list[Problem]:
+    """Bad rows of the named lists as warnings; a template field a list has no column for, an error.
+
+    Lists are personal data kept out of git, so a colleague's checkout may not have them: a list
+    named only by the issue (`required=False`) and missing here is a warning, not an error.
+    """
     _, problems = load_suppressed(suppression_path(project))
+    lists: list[SubscriberList] = []
+    for n in dict.fromkeys(names):
+        missing = project.subscribers_dir / f"{n.removesuffix('.csv')}.csv"
+        if not required and not missing.exists():
+            problems.append(Problem(f"list '{n}' is not in this folder, so it was not checked", missing, severity="warning"))
+        else:
+            lists.append(load_list(list_path(project, n)))
     for lst in lists:
         problems += lst.problems
         for f in sorted(set(fields) - lst.columns):
