@@ -20,6 +20,7 @@ from utskick.subscribers import (
     load_list,
     load_suppressed,
     normalise,
+    read_requests,
     recipients,
     resolve_tokens,
     secret,
@@ -299,7 +300,7 @@ _csv_text = st.lists(
 def test_no_content_raises_anything_but_a_located_error(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "l.csv"
     path.write_bytes(data)
-    for load in (load_list, load_suppressed):
+    for load in (load_list, load_suppressed, read_requests):
         try:
             load(path)
         except UtskickError as e:

@@ -39,6 +39,7 @@ REASON_COLUMNS = frozenset({"reason", "orsak", "anledning"})
 TOKEN_COLUMNS = frozenset({"token"})
 UNSUBSCRIBED = "unsubscribed"
 
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One recipient: the address to send to, its canonical key, and the list's columns."""
