@@ -183,6 +183,41 @@ def new(obj: Context, slug: str | None) -> None:
     click.echo(f"created {display_path(target)}")
 
 
+@cli.command()
+@click.argument("issue")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@click.option("--as", "address", metavar="ADDRESS",
+              help="Preview the message this subscriber gets (default: a fictional sample subscriber).")
+@click.pass_obj
+@guarded
+def preview(obj: Context, issue: str, port: int, open_browser: bool, address: str | None) -> None:
+    """Serve a live preview of ISSUE that follows every save, until Ctrl-C.
+
+    Shows the email as sent (desktop, phone and plain text), the inbox line, the size against
+    Gmail's clip and the problems `check` reports; a broken save shows where the error is.
+    """
+    import threading
+    import webbrowser
+
+    from .preview import Preview, find_subscriber, serving
+
+    project = obj.project()
+    path = project.issue_path(issue)
+    if not path.is_file():
+        raise UtskickError(Problem("file not found", path))
+    subscriber = find_subscriber(project, address) if address else SAMPLE
+    with serving(Preview(project.settings_doc.path, path, subscriber), port) as server:
+        click.echo(f"Previewing {display_path(path)} at {server.url} (Ctrl-C to stop)")
+        if open_browser:
+            webbrowser.open(server.url)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            click.echo("stopped")
+
+
 def main() -> None:
     cli(prog_name="utskick")
 
