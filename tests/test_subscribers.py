@@ -16,6 +16,7 @@ from utskick.load import Project, load_project
 from utskick.subscribers import (
     SAMPLE,
     fast_normalise,
+    find,
     list_path,
     load_list,
     load_suppressed,
@@ -318,3 +319,16 @@ def test_fast_path_rejects_what_email_validator_rejects_for_reserved_names() -> 
         with pytest.raises(EmailNotValidError):
             validate_email(address, check_deliverability=False)
         assert fast_normalise(address) is None
+
+
+def test_find_one_person_in_any_spelling_with_their_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UTSKICK_SECRET", "s")
+    project = proj(tmp_path)
+    write(project.subscribers_dir / "a.csv", [["namn", "e-post", "kommun"], ["Åsa", "asa@ÅRE.se", "Åre"]], ";")
+    person = find(project, " ASA@xn--re-xia.se ")
+    assert (person.email, person.name, person.attrs["kommun"]) == ("asa@åre.se", "Åsa", "Åre")
+    assert person.token == token(b"s", "asa@xn--re-xia.se")
+    with pytest.raises(UtskickError, match="on no list"):
+        find(project, "okand@x.example")
+    with pytest.raises(UtskickError, match="not a valid address"):
+        find(project, "okand@")

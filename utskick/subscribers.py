@@ -521,3 +521,17 @@ def unsubscribe(project: Project, requests: Sequence[Request], reason: str = "")
     added = suppress(project, [(e, reason) for e in emails.values()])
     new = set(added)
     return Unsubscribed(added, [e for e in emails.values() if e not in new], problems)
+
+
+def find(project: Project, address: str) -> Subscriber:
+    """The person with `address` (any spelling) on the first list that has them, with the token
+    `send` gives them: for previewing the issue as one real recipient."""
+    try:
+        key = normalise(address.strip())[1]
+    except ValueError as e:
+        raise UtskickError(Problem(f"{_show(address)} is not a valid address: {e}")) from None
+    for path in list_paths(project).values():
+        for s in load_list(path).subscribers:
+            if s.key == key:
+                return Subscriber(s.email, s.key, s.name, s.attrs, token(secret(project.state_dir), key))
+    raise UtskickError(Problem(f"{address} is on no list here", project.subscribers_dir))
