@@ -20,7 +20,8 @@ from preview_support import ISSUE, SUBJECT, edit, previewing, until
 
 from utskick.files import write_atomic
 from utskick.load import load_project
-from utskick.preview import View, find_subscriber
+from utskick.preview import View
+from utskick.subscribers import find as find_subscriber
 from utskick.subscribers import secret, token
 
 WAIT = 10.0

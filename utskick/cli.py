@@ -22,7 +22,6 @@ from .subscribers import SAMPLE
 from . import subscribers as subs
 
 
-
 @dataclass
 class Context:
     config: Path | None
@@ -201,13 +200,13 @@ def preview(obj: Context, issue: str, port: int, open_browser: bool, address: st
     import threading
     import webbrowser
 
-    from .preview import Preview, find_subscriber, serving
+    from .preview import Preview, serving
 
     project = obj.project()
     path = project.issue_path(issue)
     if not path.is_file():
         raise UtskickError(Problem("file not found", path))
-    subscriber = find_subscriber(project, address) if address else SAMPLE
+    subscriber = subs.find(project, address) if address else SAMPLE
     with serving(Preview(project.settings_doc.path, path, subscriber), port) as server:
         click.echo(f"Previewing {display_path(path)} at {server.url} (Ctrl-C to stop)")
         if open_browser:

@@ -8,7 +8,6 @@ learn about a new view through server-sent events, so nothing polls.
 
 from __future__ import annotations
 
-import csv
 import functools
 import re
 import sys
@@ -26,10 +25,10 @@ import jinja2
 import watchfiles
 
 from .errors import Problem, UtskickError, display_path
-from .load import Project, load_issue, load_project
+from .load import load_issue, load_project
 from .message import MessageTemplate
 from .render import GMAIL_CLIP, Embedded, personalise, render
-from .subscribers import Subscriber, secret, token
+from .subscribers import Subscriber
 
 HOST = "127.0.0.1"
 PAGE = Path(__file__).resolve().parent / "preview.html"
@@ -195,28 +194,6 @@ def page(preview: Preview, view: View) -> bytes:
 
 # --- Minimal subscriber lookup for `--as`. TEMPORARY: the lead replaces this function with the
 # --- subscribers API (list reading, address canonicalisation) once that lands.
-def find_subscriber(project: Project, address: str) -> Subscriber:
-    """The subscriber with `address` in the project's lists, with the token `send` gives them."""
-    wanted = address.strip().lower()
-    for path in sorted(project.subscribers_dir.glob("*.csv")):
-        if path.name == "unsubscribed.csv":
-            continue
-        try:
-            with path.open(encoding="utf-8-sig", newline="") as f:
-                dialect = csv.Sniffer().sniff(f.readline(), ",;\t")
-                f.seek(0)
-                for row in csv.DictReader(f, dialect=dialect):
-                    columns = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-                    if columns.get("email", "").lower() == wanted:
-                        attrs = {k: v for k, v in columns.items() if k != "email"}
-                        name = attrs.get("name") or attrs.get("namn", "")
-                        key = wanted
-                        return Subscriber(columns["email"], key, name, attrs, token(secret(project.state_dir), key))
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise UtskickError(Problem(f"cannot read the list: {e}", path)) from None
-    raise UtskickError(Problem(f"{address} is in no list here", project.subscribers_dir))
-
-
 class Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
