@@ -131,7 +131,7 @@ def test_as_subscriber_gets_their_token(project: Path) -> None:
 def test_as_unknown_address_and_missing_issue_fail_cleanly(project: Path, run: Run) -> None:
     result = run("preview", ISSUE, "--as", "nobody@example.se")
     assert result.exit_code == 1
-    assert "nobody@example.se is in no list here" in result.output
+    assert "nobody@example.se is on no list here" in result.output
     result = run("preview", "2031-01")
     assert result.exit_code == 1
     assert "file not found" in result.output
