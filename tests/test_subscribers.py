@@ -21,14 +21,12 @@ from utskick.subscribers import (
     load_list,
     load_suppressed,
     normalise,
-    read_requests,
     recipients,
-    resolve_tokens,
     secret,
-    suppress,
     token,
     total,
 )
+from utskick.suppression import read_requests, resolve_tokens, suppress
 
 ROWS = [
     ["E-post", "Namn", "Kommun", "Roll"],

@@ -20,6 +20,7 @@ from .model import Issue
 from .render import Rendered, personalise, render
 from .subscribers import SAMPLE
 from . import subscribers as subs
+from . import suppression
 
 
 @dataclass
@@ -269,14 +270,14 @@ def unsubscribe_command(obj: Context, items: tuple[str, ...], reason: str, sourc
     A token that belongs to nobody on any list is an error (exit 1); the rest are still added.
     """
     project = obj.project()
-    requests = [subs.Request(i) for i in items]
+    requests = [suppression.Request(i) for i in items]
     problems: list[Problem] = []
     if source is not None:
-        more, problems = subs.read_requests(source)
+        more, problems = suppression.read_requests(source)
         requests += more
     if not requests:
         raise click.UsageError("give addresses or tokens, or --from FILE")
-    done = subs.unsubscribe(project, requests, reason)
+    done = suppression.unsubscribe(project, requests, reason)
     for address in done.added:
         click.echo(f"unsubscribed {address}")
     for address in done.already:

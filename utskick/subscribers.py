@@ -1,4 +1,4 @@
-"""Lists, validation, suppression, unsubscribe tokens.
+"""Lists, validation, the suppression list as read at send time, unsubscribe tokens.
 
 The canonical key of a person is the lower-cased ASCII form of the address: it is what dedupe,
 suppression, the send journal and unsubscribe tokens all use, so `anna@åre.se` and
@@ -21,15 +21,13 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date as Date
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
-from .csvfile import Table, format_row, read_table
+from .csvfile import Table, read_table
 from .errors import Problem, UtskickError
-from .files import write_atomic
 from .load import Project
 
 ADDRESS_COLUMNS = frozenset({"email", "e-mail", "e-post", "epost", "mail"})
@@ -142,11 +140,11 @@ def normalise(address: str) -> tuple[str, str]:
     return r.normalized, (r.ascii_email or f"{r.local_part}@{r.ascii_domain}").lower()
 
 
-def _show(value: str) -> str:
+def show(value: str) -> str:
     return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
-def _address_column(table: Table) -> int:
+def address_column(table: Table) -> int:
     col = table.column(ADDRESS_COLUMNS)
     if col is not None:
         return col
@@ -164,7 +162,7 @@ ValidRow = tuple[int, list[str], str, str]
 """(line, cells, normalised address, key)"""
 
 
-def _rows(table: Table, address: int) -> Iterator[ValidRow | Problem]:
+def valid_rows(table: Table, address: int) -> Iterator[ValidRow | Problem]:
     """Every non-blank row: valid ones as ValidRow, the rest as a warning saying why."""
     width = len(table.header)
     delimiter = {"\t": "tab", ",": "comma", ";": "semicolon"}[table.delimiter]
@@ -178,7 +176,7 @@ def _rows(table: Table, address: int) -> Iterator[ValidRow | Problem]:
             try:
                 email, key = normalise(raw)
             except ValueError as e:
-                problem = f"{_show(raw)} is not a valid address: {e}"
+                problem = f"{show(raw)} is not a valid address: {e}"
             else:
                 yield line, cells, email, key
                 continue
@@ -215,7 +213,7 @@ class SubscriberList:
 def load_list(path: Path) -> SubscriberList:
     """Read one list; raises UtskickError only when the file as a whole is unusable."""
     table = read_table(path)
-    address = _address_column(table)
+    address = address_column(table)
     name = table.column(NAME_COLUMNS)
     attrs: dict[str, int] = {}
     for i, h in enumerate(table.header):
@@ -226,7 +224,7 @@ def load_list(path: Path) -> SubscriberList:
     out: list[Subscriber] = []
     problems: list[Problem] = []
     rows = invalid = 0
-    for row in _rows(table, address):
+    for row in valid_rows(table, address):
         rows += 1
         if isinstance(row, Problem):
             invalid += 1
@@ -259,7 +257,7 @@ def load_suppressed(path: Path) -> tuple[frozenset[str], list[Problem]]:
         return frozenset(), []
     keys: set[str] = set()
     problems: list[Problem] = []
-    for row in _rows(table, _address_column(table)):
+    for row in valid_rows(table, address_column(table)):
         if isinstance(row, Problem):
             problems.append(row)
         else:
@@ -385,151 +383,13 @@ def check_lists(project: Project, names: Sequence[str], fields: Iterable[str], r
     return problems
 
 
-def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: Date | None = None) -> list[str]:
-    """Add (address, reason) pairs to the suppression list; returns the addresses that were new.
-
-    Idempotent: an address already there (in any spelling) stays as it was. Atomic: the file is
-    rewritten whole through write_atomic, in its own delimiter and line ending, so an
-    interrupted run leaves the old file or the new one, never half of one. An invalid address
-    raises before anything is written.
-    """
-    path = target if isinstance(target, Path) else suppression_path(target)
-    table = read_table(path, b"" if not path.exists() else None)
-    if not table.header:
-        table = read_table(path, b"email,date,reason\n")
-    address = _address_column(table)
-    keys = {row[3] for row in _rows(table, address) if not isinstance(row, Problem)}
-    day = (today or Date.today()).isoformat()
-    text = table.text()
-    if not text.endswith(("\n", "\r")):
-        text += table.newline
-    added: dict[str, str] = {}
-    for raw, reason in entries:
-        try:
-            email, key = normalise(raw.strip())
-        except ValueError as e:
-            raise UtskickError(Problem(f"{_show(raw)} is not a valid address: {e}", path)) from None
-        if key in keys:
-            continue
-        keys.add(key)
-        added[key] = email
-        cells = [email if i == address else day if h in DATE_COLUMNS else " ".join(reason.split()) if h in REASON_COLUMNS else ""
-                 for i, h in enumerate(table.header)]
-        text += format_row(cells, table.delimiter, table.newline)
-    if not added:
-        return []
-    data = (("\ufeff" if table.bom else "") + text).encode("utf-8")
-    # A quote left open at the end of the file would swallow the rows we add: read them back first.
-    written = read_table(path, data)
-    if written.header != table.header or not added.keys() <= {
-            row[3] for row in _rows(written, address) if not isinstance(row, Problem)}:
-        raise UtskickError(Problem("cannot add rows: a quote (\") near the end is not closed; fix the file first",
-                                   path, len(table.text().splitlines()) or None))
-    write_atomic(path, data)
-    return list(added.values())
-
-
-def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str]) -> tuple[dict[str, str], list[str]]:
-    """Tokens back to keys, by signing every candidate key: ({token: key}, tokens not found).
-
-    Tokens are one-way on purpose (no address in any URL), so the only way back is to sign
-    everyone we know: the lists and the suppression list here, the send journal for `send`.
-    """
-    asked = list(dict.fromkeys(tokens))
-    wanted = set(asked)
-    found: dict[str, str] = {}
-    sign = signer(key)
-    for candidate in candidates:
-        t = sign(candidate)
-        if t in wanted:
-            found[t] = candidate
-            if len(found) == len(wanted):
-                break
-    return found, [t for t in asked if t not in found]
-
-
-def known_keys(project: Project) -> Iterator[str]:
-    """Everyone a token could belong to here: every list, then the suppression list."""
-    for path in list_paths(project).values():
-        yield from (s.key for s in load_list(path).subscribers)
-    yield from load_suppressed(suppression_path(project))[0]
-
-
-@dataclass(frozen=True)
-class Request:
-    """One unsubscribe request: an address or a token, and where it was written."""
-
-    text: str
-    file: Path | None = None
-    line: int | None = None
-
-    def problem(self, message: str) -> Problem:
-        return Problem(message, self.file, self.line, where="" if self.file else "argument")
-
-
-def read_requests(path: Path) -> tuple[list[Request], list[Problem]]:
-    """Requests from a file: a CSV export with an address or token column, else one a line."""
-    table = read_table(path)
-    column = table.column(ADDRESS_COLUMNS)
-    if column is None:
-        column = table.column(TOKEN_COLUMNS)
-    if column is None:
-        lines = table.text().splitlines()
-        return [Request(t.strip(), path, n) for n, t in enumerate(lines, 1) if t.strip() and not t.lstrip().startswith("#")], []
-    requests: list[Request] = []
-    problems: list[Problem] = []
-    for line, cells, problem in table:
-        text = cells[column].strip() if column < len(cells) else ""
-        if problem or not text:
-            problems.append(Problem(f"{problem or 'empty'}; row skipped", path, line, severity="warning"))
-        else:
-            requests.append(Request(text, path, line))
-    return requests, problems
-
-
-@dataclass(frozen=True)
-class Unsubscribed:
-    added: list[str]
-    already: list[str]
-    problems: list[Problem]
-
-
-def unsubscribe(project: Project, requests: Sequence[Request], reason: str = "") -> Unsubscribed:
-    """Suppress every address and every token we can resolve; report the rest as errors.
-
-    What can be done is done (one stale token must not keep the others subscribed), in one
-    atomic write; running it again changes nothing.
-    """
-    problems: list[Problem] = []
-    emails: dict[str, str] = {}
-    tokens: dict[str, Request] = {}
-    for r in requests:
-        if "@" not in r.text:
-            tokens.setdefault(r.text, r)
-            continue
-        try:
-            email, key = normalise(r.text)
-        except ValueError as e:
-            problems.append(r.problem(f"{_show(r.text)} is not a valid address: {e}"))
-        else:
-            emails.setdefault(key, email)
-    if tokens:
-        found, missing = resolve_tokens(secret(project.state_dir), tokens, known_keys(project))
-        for key in found.values():
-            emails.setdefault(key, key)
-        problems += [tokens[t].problem(f"token {_show(t)} belongs to nobody on any list or the suppression list") for t in missing]
-    added = suppress(project, [(e, reason) for e in emails.values()])
-    new = set(added)
-    return Unsubscribed(added, [e for e in emails.values() if e not in new], problems)
-
-
 def find(project: Project, address: str) -> Subscriber:
     """The person with `address` (any spelling) on the first list that has them, with the token
     `send` gives them: for previewing the issue as one real recipient."""
     try:
         key = normalise(address.strip())[1]
     except ValueError as e:
-        raise UtskickError(Problem(f"{_show(address)} is not a valid address: {e}")) from None
+        raise UtskickError(Problem(f"{show(address)} is not a valid address: {e}")) from None
     for path in list_paths(project).values():
         for s in load_list(path).subscribers:
             if s.key == key:
