@@ -184,3 +184,47 @@ def test_gmail_clip_warning(project: Path, run: Run) -> None:
     result = run("check", "2026-10")
     assert result.exit_code == 0
     assert re.search(r"2026-10.yaml: warning: the HTML is \d+ KB; Gmail clips", result.stderr), result.stderr
+
+
+def _headers(raw: bytes) -> list[str]:
+    return raw.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+
+
+def test_headers_folded_encoded_and_parsable(project: Path) -> None:
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace(
+        "from: Sjölandets kommunalförbund <nyhetsbrev@sjolandet.example>",
+        'from: \'"Sjölandet, kansliet" <nyhetsbrev@sjolandet.example>\'').replace(
+        "avregistrera@sjolandet.example", "avregistrera@åre.example"), "utf-8")
+    issue = project / "issues" / "2026-10.yaml"
+    long_subject = "Nyheter " * 130
+    issue.write_text(issue.read_text("utf-8").replace(
+        "subject: Nyhetsbrev från Sjölandets kommunalförbund 8 oktober 2026", f"subject: {long_subject.strip()}"), "utf-8")
+    raw = MessageTemplate.of(rendered(project, "2026-10")).render(SAMPLE)
+    lines = _headers(raw)
+    assert max(len(line) for line in lines) <= 998
+    assert sum(len(line) > 78 for line in lines) == 0, [line for line in lines if len(line) > 78]
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg["Subject"] == long_subject.strip()
+    assert msg["From"].addresses[0].display_name == "Sjölandet, kansliet"
+    assert msg["From"].addresses[0].addr_spec == "nyhetsbrev@sjolandet.example"
+    assert msg["List-Id"].endswith("<nyhetsbrev.sjolandet.example>")
+    assert "mailto:avregistrera@xn--re-xia.example" in msg["List-Unsubscribe"]
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_unquoted_comma_in_sender_name_is_an_error(project: Path, run: Run) -> None:
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace(
+        "from: Sjölandets kommunalförbund <", "from: Sjölandet, kansliet <"), "utf-8")
+    result = run("check", "2026-10")
+    assert result.exit_code == 1
+    assert "newsletter.yaml:4:7: error: from: 'Sjölandet, kansliet <nyhetsbrev@sjolandet.example>' is more than one address" in result.stderr
+
+
+def test_non_ascii_before_at_in_sender_is_an_error(project: Path, run: Run) -> None:
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("reply_to: kansliet@", "reply_to: björn@"), "utf-8")
+    result = run("build", "2026-10")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "newsletter.yaml:5:11: error: reply_to:" in result.stderr

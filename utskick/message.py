@@ -10,23 +10,48 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formataddr, formatdate
 
+from .model import mailbox
 from .render import Embedded, Personalised, Rendered, personalise
 from .subscribers import Subscriber
 
 CRLF = b"\r\n"
 
 
+def _fold(line: str) -> str:
+    """Fold an ASCII header line at spaces to at most 78 characters where it can (RFC 5322)."""
+    out, current = [], ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > 78:
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return "\r\n".join(out)
+
+
 def _header(name: str, value: str) -> bytes:
-    """A header line, RFC 2047-encoded and folded only when it needs to be."""
+    """A header line, RFC 2047-encoded when it is not ASCII, folded either way."""
     if value.isascii():
-        return f"{name}: {value}".encode() + CRLF
+        return _fold(f"{name}: {value}").encode() + CRLF
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}".encode() + CRLF
+
+
+def _phrase(name: str) -> str:
+    """A display name as it may stand before <…>: encoded word, or quoted when it has specials."""
+    return formataddr((name, "x@x"), charset="utf-8").rsplit(" <", 1)[0].replace("\n ", " ")
+
+
+def _safe_filename(name: str) -> str:
+    """An ASCII file name for MIME parameters: no quoting or RFC 2231 surprises in any client."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
 
 
 def ascii_address(address: str) -> str:
@@ -41,7 +66,7 @@ def ascii_address(address: str) -> str:
 
 
 def _mailbox(name: str, address: str) -> str:
-    return formataddr((name, ascii_address(address)), charset="utf-8") if name else ascii_address(address)
+    return f"{_phrase(name)} <{ascii_address(address)}>" if name else ascii_address(address)
 
 
 def _qp(text: str) -> bytes:
@@ -62,8 +87,8 @@ def _attachment(item: Embedded, inline: bool) -> bytes:
     # Text is UTF-8 and must say so. A text/calendar part carries no `method` parameter, like
     # its content carries no METHOD: a file to import, never an invitation (RFC 6047).
     charset = '; charset="utf-8"' if item.mime.startswith("text/") else ""
-    headers = [("Content-Type", f'{item.mime}{charset}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
-               ("Content-Disposition", f'{disposition}; filename="{item.filename}"')]
+    headers = [("Content-Type", f'{item.mime}{charset}; name="{_safe_filename(item.filename)}"'), ("Content-Transfer-Encoding", "base64"),
+               ("Content-Disposition", f'{disposition}; filename="{_safe_filename(item.filename)}"')]
     if inline:
         headers.insert(2, ("Content-ID", f"<{item.cid}>"))
     return _part(headers, _b64(item.data))
@@ -89,16 +114,16 @@ class MessageTemplate:
     @classmethod
     def of(cls, rendered: Rendered, subject_prefix: str = "") -> MessageTemplate:
         s = rendered.settings
-        name, address = parseaddr(s.from_)
+        name, address = mailbox(s.from_)
         address = ascii_address(address)
         domain = address.rpartition("@")[2].lower()
         local = address.rpartition("@")[0].lower()
         headers = _header("From", _mailbox(name or s.name, address)).decode()
         headers += _header("Subject", subject_prefix + rendered.issue.subject).decode()
         if s.reply_to:
-            rname, raddr = parseaddr(s.reply_to)
+            rname, raddr = mailbox(s.reply_to)
             headers += _header("Reply-To", _mailbox(rname, raddr)).decode()
-        headers += _header("List-Id", f"{s.name} <{local}.{domain}>").decode()
+        headers += _fold(f"List-Id: {_phrase(s.name)} <{local}.{domain}>") + "\r\n"
         headers += "MIME-Version: 1.0\r\n"
         return cls(rendered, address, domain, headers.encode(), subject_prefix)
 
@@ -120,7 +145,7 @@ class MessageTemplate:
         if p.unsubscribe_url:
             targets.append(f"<{p.unsubscribe_url}>")
         if self.rendered.settings.unsubscribe.mailto:
-            targets.append(f"<mailto:{self.rendered.settings.unsubscribe.mailto}?subject=unsubscribe>")
+            targets.append(f"<mailto:{ascii_address(self.rendered.settings.unsubscribe.mailto)}?subject=unsubscribe>")
         out = [("List-Unsubscribe", ", ".join(targets))]
         if p.unsubscribe_url and p.unsubscribe_url.lower().startswith("https://"):
             out.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
@@ -133,7 +158,7 @@ class MessageTemplate:
         head += _header("Date", formatdate(localtime=True))
         head += _header("Message-ID", f"<{secrets.token_hex(12)}@{self.domain}>")
         for k, v in self.list_unsubscribe(p):
-            head += f"{k}: {v}".encode() + CRLF
+            head += _fold(f"{k}: {v}").encode() + CRLF
         return head + self.fixed_headers + self._body(p)
 
 

@@ -7,6 +7,7 @@ errors into located problems, so validators raise plain `ValueError`s with edito
 from __future__ import annotations
 
 import re
+from email.utils import getaddresses
 from datetime import date as Date
 from datetime import time as Time
 from typing import Annotated, Literal
@@ -56,11 +57,23 @@ def _non_blank(value: str) -> str:
     return value
 
 
+def mailbox(value: str) -> tuple[str, str]:
+    """(display name, address) of 'name@example.se' or 'Name <name@example.se>'."""
+    parsed = getaddresses([value.strip()])
+    if len(parsed) != 1:
+        raise ValueError(f"{value.strip()!r} is more than one address; put a name with a comma in quotes: "
+                         '"Kansliet, Storvik" <kansliet@example.se>')
+    name, address = parsed[0]
+    local, _, domain = address.rpartition("@")
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+", local) or "." not in domain or not domain.strip("."):
+        raise ValueError(f"{value.strip()!r} is not an e-mail address (write name@example.se or 'Name <name@example.se>'; "
+                         "letters before the @ must be a-z, 0-9 or . _ + -)")
+    return name, address
+
+
 def _email_address(value: str) -> str:
-    value = value.strip()
-    if not re.fullmatch(r"(?:[^<>\n]*<)?[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?", value):
-        raise ValueError(f"{value!r} is not an e-mail address (write name@example.se or 'Name <name@example.se>')")
-    return value
+    mailbox(value)
+    return value.strip()
 
 
 Url = Annotated[str, AfterValidator(_url)]
@@ -262,6 +275,13 @@ class Settings(Strict):
     unsubscribe: Unsubscribe
     web_version: WebUrl | None = None
     sending: Sending = Field(default_factory=Sending)
+
+    @field_validator("web_version")
+    @classmethod
+    def _slug_in_web_version(cls, value: str | None) -> str | None:
+        if value is not None and "{slug}" not in value:
+            raise ValueError("web_version must contain {slug}, or every issue links to the same page")
+        return value
 
     @field_validator("timezone")
     @classmethod

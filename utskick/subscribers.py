@@ -134,10 +134,11 @@ def normalise(address: str) -> tuple[str, str]:
     if fast is not None:
         return fast
     try:
-        r = validate_email(address, check_deliverability=False)
+        # No SMTPUTF8: a non-ASCII local part could not be delivered through most relays.
+        r = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as e:
         raise ValueError(str(e)) from None
-    return r.normalized, (r.ascii_email or f"{r.local_part}@{r.ascii_domain}").lower()
+    return r.normalized, str(r.ascii_email).lower()
 
 
 def show(value: str) -> str:
