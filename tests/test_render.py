@@ -228,3 +228,19 @@ def test_non_ascii_before_at_in_sender_is_an_error(project: Path, run: Run) -> N
     result = run("build", "2026-10")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "newsletter.yaml:5:11: error: reply_to:" in result.stderr
+
+
+@pytest.mark.parametrize("template,expected", [
+    ("{{ subscriber.get('x') }}\n", r"templates/email.txt:1: error: template: TypeError"),
+    ("Hej\n{{ foo.bar }}\n", r"templates/email.txt:2: error: template: 'foo' is undefined"),
+    ("{% extends 'nope.txt' %}\n", r"templates/email.txt:1: error: template: template 'nope.txt' not found"),
+    ("{% if %}\n", r"templates/email.txt:1: error: template: "),
+    ("Hej {{ subscriber.name|upper }}\n", r"error: a template changes a subscriber field"),
+])
+def test_broken_project_template_is_located(project: Path, run: Run, template: str, expected: str) -> None:
+    (project / "templates").mkdir()
+    (project / "templates" / "email.txt").write_text(template, "utf-8")
+    result = run("build", "2026-10")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(expected, result.stderr), result.stderr
+    assert not (project / "build").exists()

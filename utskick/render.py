@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,7 +166,12 @@ class _Markers:
 
     def split(self, text: str) -> Split:
         pieces = re.split(rf"%%U{self._nonce}#(\d+)%%", text)
-        return Split(tuple(pieces[0::2]), tuple(self.used[int(i)] for i in pieces[1::2]))
+        statics = pieces[0::2]
+        if any(re.search(rf"%%U{self._nonce}", p, re.IGNORECASE) for p in statics):
+            raise UtskickError(Problem(
+                "a template changes a subscriber field or unsubscribe_url with a filter or an operation; "
+                "these are filled in per recipient after rendering, so use them as they are: {{ subscriber.name }}"))
+        return Split(tuple(statics), tuple(self.used[int(i)] for i in pieces[1::2]))
 
 
 def slug_of(path: Path) -> str:
@@ -311,6 +317,20 @@ def _calendar_files(settings: Settings, slug: str, events: list[Event]) -> tuple
     return (attachment,), tuple((f"{slug}-{n}.ics", data) for n, data in enumerate(each, 1))
 
 
+def _template_problem(e: Exception, project: Project) -> Problem:
+    """The template file and line an error came from (Jinja puts template frames in tracebacks)."""
+    file, line = getattr(e, "filename", None), getattr(e, "lineno", None)
+    if file is None:
+        for frame in reversed(traceback.extract_tb(e.__traceback__)):
+            if frame.filename.endswith((".html", ".txt", ".css")):
+                file, line = frame.filename, frame.lineno
+                break
+    message = e.message if isinstance(e, jinja2.TemplateError) and e.message else f"{type(e).__name__}: {e}"
+    if isinstance(e, jinja2.TemplateNotFound):
+        message = f"template {e.name!r} not found in {project.templates_dir} or the default theme"
+    return Problem(f"template: {message}", Path(file) if file else project.templates_dir, line)
+
+
 def _inline(page: str) -> str:
     # premailer's cssutils logs every unknown property at WARNING: keep it out of the terminal.
     logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
@@ -319,6 +339,8 @@ def _inline(page: str) -> str:
             page, strip_important=False, keep_style_tags=False, remove_classes=False,
             disable_validation=True, cssutils_logging_level=logging.CRITICAL, allow_network=False,
             disable_leftover_css=False,
+            # Our templates set width/height attributes themselves; premailer's height="auto" is invalid.
+            disable_basic_attributes=["height", "width"],
         ).transform(pretty_print=False)
     )
 
@@ -349,9 +371,8 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
         css = env.loader.get_source(env, "email.css")[0].replace("ACCENT", settings.accent_color)
         page = env.get_template("email.html").render(context, css=Markup(css))
         text = env.get_template("email.txt").render(context)
-    except jinja2.TemplateError as e:
-        where = Path(getattr(e, "filename", None) or project.templates_dir)
-        raise UtskickError(Problem(f"template: {e.message}", where, getattr(e, "lineno", None))) from None
+    except Exception as e:  # a federation's own template can fail in any way; never a traceback
+        raise UtskickError(_template_problem(e, project)) from None
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     attachments, web_files = _calendar_files(settings, slug, issue.calendar.events if issue.calendar else [])
     rendered = Rendered(slug, settings, issue, markers.split(_inline(page)), markers.split(text),
