@@ -290,7 +290,7 @@ def test_plain_text_groups_by_month_with_links(built: Path) -> None:
     assert months == ["januari 2027", "februari 2027", "mars 2027", "maj 2027"]
     assert "ons 13 jan., 09:00–12:00: Nätverksträff för ekonomichefer" in calendar
     assert "29–30 jan.: Vinterkonferens" in calendar
-    links = re.findall(r"^  Lägg till i kalender: (\S+)$", calendar, re.M)
+    links = re.findall(r"^  Lägg till i kalender:\s+(\S+)$", calendar, re.M)
     assert links == [f"{WEB}/{SLUG}-{n}.ics" for n in range(1, 6)]
     assert max(len(line) for line in calendar.splitlines() if "://" not in line) <= 78
 

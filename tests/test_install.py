@@ -32,6 +32,7 @@ def test_wheel_install_init_build_elsewhere(tmp_path: Path) -> None:
     env = {**os.environ, "UTSKICK_SECRET": "x", "PYTHONPATH": deps}
     res = subprocess.run([str(utskick), "init", str(project)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert "subscribers/*.csv" in (project / ".gitignore").read_text("utf-8").splitlines()
     installed = subprocess.run([str(py), "-c", "import utskick; print(utskick.__file__)"],
                                capture_output=True, text=True, env=env, cwd=tmp_path).stdout
     assert str(env_dir) in installed

@@ -244,3 +244,23 @@ def test_broken_project_template_is_located(project: Path, run: Run, template: s
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert re.search(expected, result.stderr), result.stderr
     assert not (project / "build").exists()
+
+
+def test_markdown_headings_in_bodies_never_skip_levels(project: Path) -> None:
+    issue = project / "issues" / "2026-12.yaml"
+    issue.write_text(issue.read_text("utf-8").replace(
+        "    Tack för i år, och god jul!", "    # Stor rubrik\n\n    #### Liten rubrik\n\n    Tack för i år, och god jul!"), "utf-8")
+    doc = page(rendered(project))
+    levels = [int(h.tag[1]) for h in doc.iter("h1", "h2", "h3", "h4", "h5", "h6")]
+    assert levels[:5] == [1, 2, 3, 4, 2]  # title, editorial title, '#' -> h3, '####' -> h4, section
+    for before, after in zip(levels, levels[1:]):
+        assert after <= before + 1
+
+
+def test_small_images_keep_their_width_on_phones(project: Path) -> None:
+    issue = project / "issues" / "2026-12.yaml"
+    issue.write_text(issue.read_text("utf-8").replace("    width: 552\n    credit", "    width: 120\n    credit"), "utf-8")
+    doc = page(rendered(project))
+    small, wide = list(doc.iter("img"))[:2]
+    assert small.get("width") == "120" and small.get("class") is None
+    assert wide.get("class") == "full"

@@ -170,7 +170,7 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     if kind == "missing":
         return f"'{loc[-1]}' is required"
     if err.get("input") is None and kind.endswith("_type"):
-        return "is empty; give a value or remove the key"
+        return "is empty; give a value or remove the key (a value starting with # must be quoted: \"#00587a\")"
     if kind == "model_type" or kind == "dict_type":
         return "should be a mapping (key: value lines), not a single value or a list"
     if kind == "list_type":

@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import textwrap
 import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -197,13 +198,24 @@ def _environment(project: Project) -> jinja2.Environment:
 
 
 def _underline(text: str, char: str) -> str:
-    return f"{text}\n{char * min(len(text), markdown.WIDTH)}"
+    lines = textwrap.wrap(text, markdown.WIDTH, break_long_words=False) or [""]
+    return "\n".join(lines) + "\n" + char * max(len(line) for line in lines)
+
+
+def _labelled(url: str, label: str, indent: str = "") -> str:
+    """'Läs mer: https://…', with the URL on a line of its own when both do not fit in 78."""
+    line = f"{indent}{label}: {url}"
+    return line if len(line) <= markdown.WIDTH else f"{indent}{label}:\n{indent}{url}"
+
+
+def _wrap(text: str, indent: str = "  ") -> str:
+    return "\n".join(textwrap.wrap(text, markdown.WIDTH, subsequent_indent=indent, break_long_words=False))
 
 
 def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
     lang = settings.language
     return {
-        "markdown": lambda s, breaks=False: Markup(markdown.to_html(s, breaks)),
+        "markdown": lambda s, level, breaks=False: Markup(markdown.to_html(s, breaks, level)),
         "text": lambda s, breaks=False, width=markdown.WIDTH: markdown.to_text(s, width, breaks),
         "long_date": lambda d: calendar.long_date(d, lang),
         "event_date": lambda e: calendar.event_date(e, lang),
@@ -214,6 +226,8 @@ def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
         "host": lambda url: urlsplit(url).netloc or url,
         "bare": lambda url: url.removeprefix("mailto:"),
         "underline": _underline,
+        "labelled": _labelled,
+        "wrap": _wrap,
     }
 
 
