@@ -49,8 +49,7 @@ def test_init_refuses_to_overwrite(project: Path, run: Run) -> None:
 
 
 def test_new_starts_from_latest_issue(project: Path, run: Run) -> None:
-    latest = project / "issues" / "2026-12.yaml"
-    os.utime(latest)
+    (project / "issues" / "trasig.yaml").write_text("subject: [\n", "utf-8")
     result = run("new", "2027-01")
     assert result.exit_code == 0, result.output
     data = yaml.safe_load((project / "issues" / "2027-01.yaml").read_text("utf-8"))

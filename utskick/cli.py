@@ -166,6 +166,17 @@ def next_issue(previous: dict[str, Any], today: Date) -> dict[str, Any]:
     return issue
 
 
+def _readable_issues(project: Project) -> list[Document[Issue]]:
+    """Every issue that loads: one broken draft must not stop `new` from finding the latest."""
+    docs = []
+    for path in project.issues_dir.glob("*.yaml"):
+        try:
+            docs.append(load_issue(path))
+        except UtskickError:
+            continue
+    return docs
+
+
 @cli.command()
 @click.argument("slug", required=False)
 @click.pass_obj
@@ -178,8 +189,10 @@ def new(obj: Context, slug: str | None) -> None:
     target = project.issues_dir / f"{slug}.yaml"
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
-    existing = sorted(project.issues_dir.glob("*.yaml"), key=lambda p: p.stat().st_mtime)
-    previous: dict[str, Any] = load_issue(existing[-1]).model.model_dump(by_alias=True, exclude_none=True, mode="json") if existing else {}
+    previous: dict[str, Any] = {}
+    latest = max(_readable_issues(project), key=lambda doc: (doc.model.date, doc.path.name), default=None)
+    if latest is not None:
+        previous = latest.model.model_dump(by_alias=True, exclude_none=True, mode="json")
     text = yaml.safe_dump(next_issue(previous, today), allow_unicode=True, sort_keys=False)
     write_atomic(target, text)
     click.echo(f"created {display_path(target)}")
