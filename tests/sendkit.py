@@ -8,7 +8,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from utskick import delivery
+from utskick import delivery, subscribers
 from utskick.cli import load_rendered
 from utskick.delivery import Outcome, Policy
 from utskick.load import load_project
@@ -46,7 +46,8 @@ def send(transport: Transport, lists: tuple[str, ...] = ("stor",), policy: Polic
     """The same `delivery.send` the CLI calls, with fast retries for tests."""
     project = load_project()
     _, rendered = load_rendered(project, issue)
-    return delivery.send(project, MessageTemplate.of(rendered), transport, lists, policy=policy,
+    recipients = subscribers.recipients(project, lists).subscribers
+    return delivery.send(project, MessageTemplate.of(rendered), transport, recipients, policy=policy,
                          resend_uncertain=resend_uncertain)
 
 

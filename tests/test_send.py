@@ -75,6 +75,12 @@ def test_every_recipient_once_with_the_headers_a_list_needs(project: Path, run: 
     assert {r["state"] for r in rows} == {"sent"} and {r["attempts"] for r in rows} == {"1"}
     assert rows[0]["last_reply"].startswith("250 ")
 
+    # The token in the message is what `unsubscribe` resolves back to that member.
+    raw = next(raw for rcpt, raw, _ in server.recorder.received if rcpt == addresses[5])
+    link = parse(raw)["List-Unsubscribe"].split(",")[0].strip(" <>")
+    result = run("unsubscribe", parse_qs(urlsplit(link).query)["token"][0])
+    assert result.exit_code == 0 and f"unsubscribed {addresses[5]}" in result.output
+
 
 def test_journal_is_sqlite_wal(project: Path, run: Run, server: Server) -> None:
     write_list(project, 3)

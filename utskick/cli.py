@@ -21,15 +21,15 @@ from . import delivery
 from . import transport as transports
 
 from .errors import Problem, UtskickError, display_path
-from .files import write_atomic
+from .files import bundled, write_atomic
 from .journal import Counts, Journal
 from .load import Document, Project, load_issue, load_project
 from .message import MessageTemplate
 from .model import Issue
-from .render import Rendered, default_theme, personalise, render, slug_of
-from .subscribers import SAMPLE
-
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent
+from .render import Rendered, personalise, render, slug_of
+from .subscribers import SAMPLE, Subscriber
+from . import subscribers as subs
+from . import suppression
 
 
 @dataclass
@@ -95,10 +95,9 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     problems = list(rendered.problems)
-    for p in problems:
-        click.echo(str(p), err=True)
-    if any(p.is_error for p in problems):
-        fail([])
+    if lists or doc.model.lists:
+        problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
+    report(problems)
     size = rendered.html_size
     click.echo(f"{display_path(doc.path)}: ok ({len(problems)} warning(s); HTML {size / 1024:.0f} KB)")
 
@@ -110,7 +109,11 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
 @click.pass_obj
 @guarded
 def build(obj: Context, issue: str, output: Path | None) -> None:
-    """Write the email of ISSUE as .html, .txt and .eml (and .ics when it has events).
+    """Write the email of ISSUE as .html, .txt and .eml, and .ics files when it has events.
+
+    SLUG.ics holds every event (it is also attached to the email); SLUG-1.ics, SLUG-2.ics … hold
+    one event each, in calendar order, to publish beside the web version for the
+    "Lägg till i kalender" links.
 
     Personalised for a fictional sample subscriber: nothing of a real member is ever written here.
     """
@@ -126,6 +129,7 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
         f"{rendered.slug}.eml": MessageTemplate.of(rendered).render(SAMPLE),
     }
     written.update({a.filename: a.data for a in rendered.attachments})
+    written.update(rendered.web_files)
     for name, data in written.items():
         write_atomic(out / name, data)
         click.echo(f"wrote {display_path(out / name)} ({len(data) / 1024:.1f} KB)")
@@ -140,10 +144,10 @@ def init(directory: Path) -> None:
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
     directory.mkdir(parents=True, exist_ok=True)
-    source = EXAMPLE_DIR if (EXAMPLE_DIR / "newsletter.yaml").exists() else None
-    if source is None:
-        raise UtskickError(Problem("the example project is not available in this installation", target))
+    source = bundled("utskick.example", Path(__file__).resolve().parent.parent, "newsletter.yaml")
     shutil.copyfile(source / "newsletter.yaml", target)
+    # Subscriber lists are personal data (GDPR): keep them, and what send leaves behind, out of git.
+    write_atomic(directory / ".gitignore", "subscribers/*.csv\nbuild/\noutbox/\n.utskick/\n")
     for sub in ("issues", "subscribers"):
         (directory / sub).mkdir(exist_ok=True)
     latest = sorted((source / "issues").glob("*.yaml"))[-1]
@@ -171,6 +175,17 @@ def next_issue(previous: dict[str, Any], today: Date) -> dict[str, Any]:
     return issue
 
 
+def _readable_issues(project: Project) -> list[Document[Issue]]:
+    """Every issue that loads: one broken draft must not stop `new` from finding the latest."""
+    docs = []
+    for path in project.issues_dir.glob("*.yaml"):
+        try:
+            docs.append(load_issue(path))
+        except UtskickError:
+            continue
+    return docs
+
+
 @cli.command()
 @click.argument("slug", required=False)
 @click.pass_obj
@@ -183,15 +198,117 @@ def new(obj: Context, slug: str | None) -> None:
     target = project.issues_dir / f"{slug}.yaml"
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
-    existing = sorted(project.issues_dir.glob("*.yaml"), key=lambda p: p.stat().st_mtime)
-    previous: dict[str, Any] = load_issue(existing[-1]).model.model_dump(by_alias=True, exclude_none=True, mode="json") if existing else {}
+    previous: dict[str, Any] = {}
+    latest = max(_readable_issues(project), key=lambda doc: (doc.model.date, doc.path.name), default=None)
+    if latest is not None:
+        previous = latest.model.model_dump(by_alias=True, exclude_none=True, mode="json")
     text = yaml.safe_dump(next_issue(previous, today), allow_unicode=True, sort_keys=False)
     write_atomic(target, text)
     click.echo(f"created {display_path(target)}")
 
 
+@cli.command()
+@click.argument("issue")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@click.option("--as", "address", metavar="ADDRESS",
+              help="Preview the message this subscriber gets (default: a fictional sample subscriber).")
+@click.pass_obj
+@guarded
+def preview(obj: Context, issue: str, port: int, open_browser: bool, address: str | None) -> None:
+    """Serve a live preview of ISSUE that follows every save, until Ctrl-C.
+
+    Shows the email as sent (desktop, phone and plain text), the inbox line, the size against
+    Gmail's clip and the problems `check` reports; a broken save shows where the error is.
+    """
+    import threading
+    import webbrowser
+
+    from .preview import Preview, serving
+
+    project = obj.project()
+    path = project.issue_path(issue)
+    if not path.is_file():
+        raise UtskickError(Problem("file not found", path))
+    subscriber = subs.find(project, address) if address else SAMPLE
+    with serving(Preview(project.settings_doc.path, path, subscriber), port) as server:
+        click.echo(f"Previewing {display_path(path)} at {server.url} (Ctrl-C to stop)")
+        if open_browser:
+            webbrowser.open(server.url)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            click.echo("stopped")
+
+
 def main() -> None:
     cli(prog_name="utskick")
+
+
+@cli.command("lists")
+@click.pass_obj
+@guarded
+def lists_command(obj: Context) -> None:
+    """Show every subscriber list: rows, valid, invalid, duplicates, suppressed, will receive.
+
+    Each list is counted on its own; the last line is all lists together, each person once.
+    Unusable rows are listed as FILE:ROW: warnings; an unreadable file is an error (exit 1).
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    each, union, problems = subs.overview(obj.project())
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    table.add_column("list")
+    for heading in ("rows", "valid", "invalid", "duplicates", "suppressed", "will receive"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for i, s in enumerate([*each, union]):
+        numbers = (s.rows, s.valid, s.invalid, s.duplicates, s.suppressed, s.receive)
+        table.add_row(s.name, *map(str, numbers), end_section=i == len(each) - 1)
+    Console().print(table)
+    report(problems)
+
+
+def report(problems: list[Problem]) -> None:
+    """Warnings are printed and pass; any error fails the command with a count."""
+    if any(p.is_error for p in problems):
+        fail(problems)
+    for p in problems:
+        click.echo(str(p), err=True)
+
+
+@cli.command("unsubscribe")
+@click.argument("items", nargs=-1, metavar="ADDRESS|TOKEN...")
+@click.option("--reason", default="", help="Why, kept in the reason column (e.g. 'asked by phone').")
+@click.option("--from", "source", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also read addresses or tokens from FILE: one a line, or a CSV export with an "
+                   "email or token column.")
+@click.pass_obj
+@guarded
+def unsubscribe_command(obj: Context, items: tuple[str, ...], reason: str, source: Path | None) -> None:
+    """Add people to subscribers/unsubscribed.csv, by address or by the token in their link.
+
+    Safe to run twice (nobody is added twice) and to interrupt (the file is replaced whole).
+    A token that belongs to nobody on any list is an error (exit 1); the rest are still added.
+    """
+    project = obj.project()
+    requests = [suppression.Request(i) for i in items]
+    problems: list[Problem] = []
+    if source is not None:
+        more, problems = suppression.read_requests(source)
+        requests += more
+    if not requests:
+        raise click.UsageError("give addresses or tokens, or --from FILE")
+    done = suppression.unsubscribe(project, requests, reason)
+    for address in done.added:
+        click.echo(f"unsubscribed {address}")
+    for address in done.already:
+        click.echo(f"already unsubscribed: {address}")
+    where = display_path(subs.suppression_path(project))
+    click.echo(f"{where}: {len(done.added)} added, {len(done.already)} already there")
+    report(problems + done.problems)
 
 
 # --- send and status ------------------------------------------------------------------------------
@@ -240,16 +357,18 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     for p in rendered.problems:
         click.echo(str(p), err=True)
     chosen = delivery.lists_for(doc.model.lists, lists, doc.path)
+    report(subs.check_lists(project, chosen, rendered.fields))
+    recipients = subs.recipients(project, chosen).subscribers
     slug = rendered.slug
     if tests:
-        _send_tests(project, rendered, chosen, tests, yes)
+        _send_tests(project, rendered, recipients, tests, yes)
         return
     template = MessageTemplate.of(rendered)
     outbox = project.outbox_dir / slug
     transport = transports.from_environment(outbox, template.sender)
     journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
     try:
-        plan = delivery.survey(journal, delivery.recipients_for(project, chosen), record=False)
+        plan = delivery.survey(journal, recipients, record=False)
     finally:
         if journal is not None:
             journal.close()
@@ -262,7 +381,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
     if dry_run:
         if plan.first is not None:
-            sample = template.render(delivery.with_token(b"dry-run", plan.first))
+            sample = template.render(plan.first)
             click.echo(f"Message:    {len(sample) / 1024:.1f} KB per recipient (sample: {plan.first.email})")
         click.echo("dry run: nothing was sent")
         return
@@ -285,7 +404,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
             bar.update(task, completed=finished, sent=counts.sent, failed=counts.failed + counts.bounced,
                        left=counts.pending + counts.failed)
 
-        outcome = delivery.send(project, template, transport, chosen, resend_uncertain=resend_uncertain,
+        outcome = delivery.send(project, template, transport, recipients, resend_uncertain=resend_uncertain,
                                 on_start=started, on_progress=progressed)
     _summary(outcome)
     sys.exit(outcome.exit_code)
@@ -308,11 +427,11 @@ def _summary(outcome: delivery.Outcome) -> None:
         click.echo("interrupted: run the same command to resume", err=True)
 
 
-def _send_tests(project: Project, rendered: Rendered, chosen: tuple[str, ...], tests: tuple[str, ...],
+def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscriber], tests: tuple[str, ...],
                 yes: bool) -> None:
-    first = next(iter(delivery.recipients_for(project, chosen)), None)
-    if first is None:
-        raise UtskickError(Problem(f"the lists {', '.join(chosen)} have no recipients to take a name from"))
+    if not recipients:
+        raise UtskickError(Problem("the lists have no recipients to take a name from"))
+    first = recipients[0]
     template = MessageTemplate.of(rendered, subject_prefix="[TEST] ")
     outbox = project.outbox_dir / f"{rendered.slug}-test"
     transport = transports.from_environment(outbox, template.sender)

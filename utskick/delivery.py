@@ -1,8 +1,9 @@
 """The send loop: a pool of connections, a shared rate limit, retries, and a journal entry
 around every SMTP transaction, so that a re-run of the same command resumes where it stopped.
 
-Recipients are streamed twice from the lists (once to enter them in the journal, once to send)
-and never held as messages: each worker renders one recipient's bytes, sends them, forgets them.
+Recipients come from `subscribers.recipients` (each person once, suppressed left out, tokens
+signed) and are never held as messages: each worker renders one recipient's bytes, sends them,
+forgets them.
 What a reply means is decided in `transport.classify`; what it does to the send is decided here:
 
 * 4xx and dropped connections: back off (exponential, jittered) and retry, then `failed`;
@@ -16,86 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import fcntl
-import io
 import os
 import random
 import signal
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
+from . import suppression
 from .errors import Problem, UtskickError
-from .files import write_atomic
 from .journal import Counts, Journal, Row, State
 from .load import Project
 from .message import MessageTemplate
 from .model import Sending
-from .subscribers import Subscriber, secret, token
+from .subscribers import Subscriber, normalise, secret, token
 from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError
 
 BOUNCE_STREAK = 5
 """This many 5.1.x refusals in a row stop the send: the relay, not the list, is probably wrong."""
-
-
-# --- Recipients adapter --------------------------------------------------------------------------
-# ADAPTER (temporary): reads the simple example CSVs until the subscribers module's real API
-# (CSV sniffing, validation, suppression) is merged; the lead swaps these two functions for it.
-
-NAME_COLUMNS = ("namn", "name")
-EMAIL_COLUMNS = ("email", "e-post", "epost")
-UNSUBSCRIBED = "unsubscribed.csv"
-
-
-def _read_csv(path: Path) -> Iterator[dict[str, str]]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            for row in csv.DictReader(f):
-                yield {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-    except FileNotFoundError:
-        raise UtskickError(Problem("list not found", path)) from None
-
-
-def _suppressed(project: Project) -> set[str]:
-    path = project.subscribers_dir / UNSUBSCRIBED
-    if not path.exists():
-        return set()
-    return {row.get("email", "").lower() for row in _read_csv(path)}
-
-
-def recipients_for(project: Project, lists: Iterable[str]) -> Iterator[Subscriber]:
-    """ADAPTER: the de-duplicated union of the lists minus suppressed addresses, streamed."""
-    seen = _suppressed(project)
-    for name in lists:
-        for row in _read_csv(project.subscribers_dir / f"{name}.csv"):
-            email = next((row[c] for c in EMAIL_COLUMNS if row.get(c)), "")
-            key = email.lower()
-            if not email or key in seen:
-                continue
-            seen.add(key)
-            person = next((row[c] for c in NAME_COLUMNS if row.get(c)), "")
-            attrs = {k: v for k, v in row.items() if k not in NAME_COLUMNS + EMAIL_COLUMNS}
-            yield Subscriber(email=email, key=key, name=person, attrs=attrs)
-
-
-def suppress_bounced(project: Project, bounced: list[tuple[str, str]]) -> list[str]:
-    """ADAPTER: add (address, reply) to subscribers/unsubscribed.csv unless already there."""
-    path = project.subscribers_dir / UNSUBSCRIBED
-    known = _suppressed(project)
-    new = [(a, r) for a, r in bounced if a.lower() not in known]
-    if not new:
-        return []
-    text = path.read_text("utf-8-sig") if path.exists() else "email,date,reason\n"
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for address, reply in new:
-        writer.writerow([address, date.today().isoformat(), f"bounced: {reply}"])
-    write_atomic(path, text + ("" if text.endswith("\n") else "\n") + out.getvalue())
-    return [a for a, _ in new]
-
-# --- end of adapter ------------------------------------------------------------------------------
 
 
 def lists_for(issue_lists: Iterable[str], chosen: Iterable[str], where: Path) -> tuple[str, ...]:
@@ -232,7 +172,7 @@ class Delivery:
         if self.on_progress is not None:
             self.on_progress(self.counts, self.finished)
 
-    async def produce(self, recipients: Iterable[Subscriber], key: bytes, queue: asyncio.Queue[tuple[Subscriber, Row] | None]) -> None:
+    async def produce(self, recipients: Iterable[Subscriber], queue: asyncio.Queue[tuple[Subscriber, Row] | None]) -> None:
         try:
             for sub in recipients:
                 if self.stopping.is_set():
@@ -242,7 +182,7 @@ class Delivery:
                     continue
                 if row.state == "inflight" and not self.resend:
                     continue
-                await queue.put((with_token(key, sub), row))
+                await queue.put((sub, row))
         finally:
             for _ in range(self.policy.concurrency):
                 await queue.put(None)
@@ -331,7 +271,7 @@ class Delivery:
             self.streak = []
 
 
-async def _run(delivery: Delivery, recipients: Iterable[Subscriber], key: bytes) -> None:
+async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:
     loop = asyncio.get_running_loop()
     handled = False
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
@@ -347,7 +287,7 @@ async def _run(delivery: Delivery, recipients: Iterable[Subscriber], key: bytes)
         async with asyncio.TaskGroup() as group:
             for _ in range(delivery.policy.concurrency):
                 group.create_task(delivery.work(queue))
-            group.create_task(delivery.produce(recipients, key, queue))
+            group.create_task(delivery.produce(recipients, queue))
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGINT)
@@ -369,22 +309,25 @@ def send_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def send(project: Project, template: MessageTemplate, transport: Transport, lists: tuple[str, ...], *,
+def send(project: Project, template: MessageTemplate, transport: Transport, recipients: Sequence[Subscriber], *,
          resend_uncertain: bool = False, policy: Policy | None = None,
          on_start: Callable[[Survey], None] | None = None, on_progress: Progress | None = None) -> Outcome:
-    """Send one issue to its lists, resuming whatever an earlier run left; never raises on SMTP."""
+    """Send one issue to `recipients` (tokens signed), resuming whatever an earlier run left.
+
+    SMTP trouble never raises: it ends in the outcome (stopped, interrupted, the counts).
+    """
     policy = policy or Policy.of(project.settings.sending)
-    key = secret(project.state_dir)
     with send_lock(project.state_dir), Journal.open(project.state_dir, template.rendered.slug, transport.kind) as journal:
-        plan = survey(journal, recipients_for(project, lists), record=True)
+        plan = survey(journal, recipients, record=True)
         if on_start is not None:
             on_start(plan)
         delivery = Delivery(journal, transport, template, policy, plan.counts, resend_uncertain, on_progress)
         try:
-            asyncio.run(_run(delivery, recipients_for(project, lists), key))
+            asyncio.run(_run(delivery, recipients))
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
-        suppressed = suppress_bounced(project, [(r.email, r.reply) for r in journal.rows("bounced")])
+        bounced = [(r.email, f"bounced: {r.reply}") for r in journal.rows("bounced")]
+        suppressed = suppression.suppress(project, bounced) if bounced else []
         uncertain = [] if transport.idempotent else list(journal.rows("inflight"))
         return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain)
 
@@ -402,10 +345,14 @@ def send_tests(project: Project, rendered_template: MessageTemplate, transport: 
         connection: Connection | None = None
         try:
             for n, address in enumerate(addresses, 1):
-                sub = with_token(key, replace(first, email=address, key=address.strip().lower()))
+                try:
+                    email, canonical = normalise(address.strip())
+                except ValueError as e:
+                    raise UtskickError(Problem(f"--test {address}: not a valid address: {e}")) from None
+                sub = with_token(key, replace(first, email=email, key=canonical))
                 try:
                     connection = connection or await transport.connect()
-                    reply = await connection.send(n, address, rendered_template.render(sub), lambda: None)
+                    reply = await connection.send(n, email, rendered_template.render(sub), lambda: None)
                 except Fatal as e:
                     raise UtskickError(Problem(f"test send stopped: {e.reply}")) from None
                 except TransportError as e:

@@ -21,3 +21,17 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def bundled(package: str, source: Path, probe: str) -> Path:
+    """Data shipped inside the wheel as `package`, or `source` when running from a checkout."""
+    from importlib.resources import files
+
+    try:
+        # joinpath() gives a real path even for a namespace package (a MultiplexedPath).
+        path = Path(str(files(package).joinpath(probe)))
+        if path.exists():
+            return path.parent
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return source

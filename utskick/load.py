@@ -49,6 +49,8 @@ class Document(Generic[M]):
 def format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
+        if part == "":
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -79,7 +81,7 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[Loc, tuple[int, int]]]:
                 m = event.start_mark
                 raise UtskickError(
                     Problem("YAML anchors and aliases (&, *) are not supported: write the text out",
-                            path, m.line + 1, m.column + 1)
+                            path, m.line + 1 if m else None, m.column + 1 if m else None)
                 )
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
@@ -168,7 +170,7 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     if kind == "missing":
         return f"'{loc[-1]}' is required"
     if err.get("input") is None and kind.endswith("_type"):
-        return "is empty; give a value or remove the key"
+        return "is empty; give a value or remove the key (a value starting with # must be quoted: \"#00587a\")"
     if kind == "model_type" or kind == "dict_type":
         return "should be a mapping (key: value lines), not a single value or a list"
     if kind == "list_type":

@@ -27,14 +27,28 @@ def _parser(breaks: bool = False) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False, "breaks": breaks})
     md.enable(["table", "linkify", "strikethrough"])
     # Bare domains ("subscriber.name", "t.ex") are not links; full URLs and e-mail addresses are.
+    assert md.linkify is not None
     md.linkify.set({"fuzzy_link": False, "fuzzy_email": True})
     md.validateLink = _safe_link  # type: ignore[method-assign]
     return md
 
 
-def to_html(text: str | None, breaks: bool = False) -> str:
-    """HTML for an editor's Markdown; `breaks` keeps every line break (addresses in a footer)."""
-    return _parser(breaks).render(text or "").strip()
+def to_html(text: str | None, breaks: bool = False, level: int = 3) -> str:
+    """HTML for an editor's Markdown, its headings placed just below the heading at `level`.
+
+    Editors write '#' for "a heading here"; inside an article (h3) that must become h4, and
+    the levels an editor used are packed in order so that none is skipped. `breaks` keeps every
+    line break (addresses in a footer).
+    """
+    md = _parser(breaks)
+    tokens = md.parse(text or "")
+    used = sorted({int(t.tag[1]) for t in tokens if t.type == "heading_open"})
+    for t in tokens:
+        if t.type in ("heading_open", "heading_close"):
+            t.tag = f"h{min(6, level + 1 + used.index(int(t.tag[1])))}"
+    html = str(md.renderer.render(tokens, md.options, {})).strip()
+    # Data tables (not layout): a class so the theme can give them borders and padding.
+    return html.replace("<table>", '<table class="data">')
 
 
 def links(text: str | None) -> list[str]:

@@ -1,8 +1,8 @@
 """One recipient's message from the rendered issue (cheap substitution).
 
-`EmailMessage` per recipient caps a mailer near 80 msg/s, so the MIME skeleton, encoded headers
-and base64 attachments are built once per issue (`MessageTemplate`), and each recipient costs a
-string join plus C-speed quoted-printable encoding of the two personalised parts. `build` writes
+`EmailMessage` per recipient caps a mailer near 80 msg/s, so the MIME skeleton, encoded headers,
+base64 attachments and the quoted-printable text of both parts are built once per issue
+(`MessageTemplate`); each recipient costs the encoding of their own values and a bytes join. `build` writes
 its .eml through the same `MessageTemplate.render`, so what is previewed is what is sent.
 """
 
@@ -10,27 +10,48 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formataddr, formatdate
 
+from .model import mailbox
 from .render import Embedded, Rendered, Split, field_values
 from .subscribers import Subscriber
 
 CRLF = b"\r\n"
 
 
-def _header(name: str, value: str) -> bytes:
-    """A header line: non-ASCII text RFC 2047-encoded, long lines folded at spaces.
+def _fold(line: str) -> str:
+    """Fold an ASCII header line at spaces to at most 78 characters where it can (RFC 5322)."""
+    out, current = [], ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > 78:
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return "\r\n".join(out)
 
-    ASCII values are never encoded again: an address header arrives here with its display
-    name already encoded (`_mailbox`) and its <address> must stay readable.
-    """
-    if len(name) + len(value) < 76 and value.isascii():
-        return f"{name}: {value}".encode() + CRLF
-    charset = "us-ascii" if value.isascii() else "utf-8"
-    return f"{name}: {Header(value, charset, header_name=name).encode(linesep=chr(13) + chr(10))}".encode() + CRLF
+
+def _header(name: str, value: str) -> bytes:
+    """A header line, RFC 2047-encoded when it is not ASCII, folded either way."""
+    if value.isascii():
+        return _fold(f"{name}: {value}").encode() + CRLF
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}".encode() + CRLF
+
+
+def _phrase(name: str) -> str:
+    """A display name as it may stand before <…>: encoded word, or quoted when it has specials."""
+    return formataddr((name, "x@x"), charset="utf-8").rsplit(" <", 1)[0].replace("\n ", " ")
+
+
+def _safe_filename(name: str) -> str:
+    """An ASCII file name for MIME parameters: no quoting or RFC 2231 surprises in any client."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
 
 
 def ascii_address(address: str) -> str:
@@ -57,7 +78,7 @@ def _dot_safe(data: bytes) -> bool:
 
 
 def _mailbox(name: str, address: str) -> str:
-    return formataddr((name, ascii_address(address)), charset="utf-8") if name else ascii_address(address)
+    return f"{_phrase(name)} <{ascii_address(address)}>" if name else ascii_address(address)
 
 
 def _qp(text: str) -> bytes:
@@ -107,8 +128,11 @@ def _part(headers: list[tuple[str, str]], body: bytes) -> bytes:
 
 def _attachment(item: Embedded, inline: bool) -> bytes:
     disposition = "inline" if inline else "attachment"
-    headers = [("Content-Type", f'{item.mime}; name="{item.filename}"'), ("Content-Transfer-Encoding", "base64"),
-               ("Content-Disposition", f'{disposition}; filename="{item.filename}"')]
+    # Text is UTF-8 and must say so. A text/calendar part carries no `method` parameter, like
+    # its content carries no METHOD: a file to import, never an invitation (RFC 6047).
+    charset = '; charset="utf-8"' if item.mime.startswith("text/") else ""
+    headers = [("Content-Type", f'{item.mime}{charset}; name="{_safe_filename(item.filename)}"'), ("Content-Transfer-Encoding", "base64"),
+               ("Content-Disposition", f'{disposition}; filename="{_safe_filename(item.filename)}"')]
     if inline:
         headers.insert(2, ("Content-ID", f"<{item.cid}>"))
     return _part(headers, _b64(item.data))
@@ -156,16 +180,16 @@ class MessageTemplate:
     @classmethod
     def of(cls, rendered: Rendered, subject_prefix: str = "") -> MessageTemplate:
         s = rendered.settings
-        name, address = parseaddr(s.from_)
+        name, address = mailbox(s.from_)
         address = ascii_address(address)
         domain = address.rpartition("@")[2].lower()
         local = address.rpartition("@")[0].lower()
         headers = _header("From", _mailbox(name or s.name, address)).decode()
         headers += _header("Subject", subject_prefix + rendered.issue.subject).decode()
         if s.reply_to:
-            rname, raddr = parseaddr(s.reply_to)
+            rname, raddr = mailbox(s.reply_to)
             headers += _header("Reply-To", _mailbox(rname, raddr)).decode()
-        headers += _header("List-Id", _mailbox(s.name, f"{local}.{domain}")).decode()
+        headers += _fold(f"List-Id: {_phrase(s.name)} <{local}.{domain}>") + "\r\n"
         headers += "MIME-Version: 1.0\r\n"
         before, rest = _body(rendered, TEXT_SLOT, HTML_SLOT).split(TEXT_SLOT)
         between, after = rest.split(HTML_SLOT)
@@ -180,7 +204,7 @@ class MessageTemplate:
         if unsubscribe_url:
             targets.append(f"<{unsubscribe_url}>")
         if self.rendered.settings.unsubscribe.mailto:
-            targets.append(f"<mailto:{self.rendered.settings.unsubscribe.mailto}?subject=unsubscribe>")
+            targets.append(f"<mailto:{ascii_address(self.rendered.settings.unsubscribe.mailto)}?subject=unsubscribe>")
         out = [("List-Unsubscribe", ", ".join(targets))]
         if unsubscribe_url and unsubscribe_url.lower().startswith("https://"):
             out.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
@@ -194,8 +218,7 @@ class MessageTemplate:
         head += _header("Date", formatdate(localtime=True))
         head += _header("Message-ID", f"<{secrets.token_hex(12)}@{self.domain}>")
         for k, v in self.list_unsubscribe(unsub):
-            # Fold between the <targets> (RFC 2369 allows it) to keep lines short, cheaply.
-            head += f"{k}: {v if len(k) + len(v) < 76 else v.replace(', ', ',' + chr(13) + chr(10) + ' ')}".encode() + CRLF
+            head += _fold(f"{k}: {v}").encode() + CRLF
         before, between, after = self.skeleton
         return b"".join((head, self.fixed_headers, before, self.text.fill(plain), between,
                          self.html.fill(escaped), after))

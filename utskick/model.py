@@ -7,12 +7,13 @@ errors into located problems, so validators raise plain `ValueError`s with edito
 from __future__ import annotations
 
 import re
+from email.utils import getaddresses
 from datetime import date as Date
 from datetime import time as Time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 URL_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 
@@ -56,11 +57,23 @@ def _non_blank(value: str) -> str:
     return value
 
 
+def mailbox(value: str) -> tuple[str, str]:
+    """(display name, address) of 'name@example.se' or 'Name <name@example.se>'."""
+    parsed = getaddresses([value.strip()])
+    if len(parsed) != 1:
+        raise ValueError(f"{value.strip()!r} is more than one address; put a name with a comma in quotes: "
+                         '"Kansliet, Storvik" <kansliet@example.se>')
+    name, address = parsed[0]
+    local, _, domain = address.rpartition("@")
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+", local) or "." not in domain or not domain.strip("."):
+        raise ValueError(f"{value.strip()!r} is not an e-mail address (write name@example.se or 'Name <name@example.se>'; "
+                         "letters before the @ must be a-z, 0-9 or . _ + -)")
+    return name, address
+
+
 def _email_address(value: str) -> str:
-    value = value.strip()
-    if not re.fullmatch(r"(?:[^<>\n]*<)?[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?", value):
-        raise ValueError(f"{value!r} is not an e-mail address (write name@example.se or 'Name <name@example.se>')")
-    return value
+    mailbox(value)
+    return value.strip()
 
 
 Url = Annotated[str, AfterValidator(_url)]
@@ -158,21 +171,24 @@ class Event(Strict):
             raise ValueError(f"time {value!r} must be quoted text like \"09:00-12:00\"")
         return value
 
-    @field_validator("time")
+    # Field validators, not a model validator, so that `check` points at the very line to fix.
+    @field_validator("end_date")
     @classmethod
-    def _time_format(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_time_range(value)
+    def _end_date_after_date(cls, value: Date | None, info: ValidationInfo) -> Date | None:
+        start = info.data.get("date")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"end_date {value} is before date {start}")
         return value
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> Event:
-        if self.end_date is not None and self.end_date < self.date:
-            raise ValueError(f"end_date {self.end_date} is before date {self.date}")
-        start, end = self.times
-        if start and end and end <= start and (self.end_date is None or self.end_date == self.date):
-            raise ValueError(f"time {self.time!r} ends before it starts")
-        return self
+    @field_validator("time")
+    @classmethod
+    def _time_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            start, end = parse_time_range(value)
+            one_day = "end_date" in info.data and info.data["end_date"] in (None, info.data.get("date"))
+            if end is not None and end <= start and one_day:
+                raise ValueError(f"time {value!r} ends before it starts")
+        return value
 
     @property
     def times(self) -> tuple[Time | None, Time | None]:
@@ -259,6 +275,13 @@ class Settings(Strict):
     unsubscribe: Unsubscribe
     web_version: WebUrl | None = None
     sending: Sending = Field(default_factory=Sending)
+
+    @field_validator("web_version")
+    @classmethod
+    def _slug_in_web_version(cls, value: str | None) -> str | None:
+        if value is not None and "{slug}" not in value:
+            raise ValueError("web_version must contain {slug}, or every issue links to the same page")
+        return value
 
     @field_validator("timezone")
     @classmethod

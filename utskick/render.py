@@ -13,7 +13,10 @@ import logging
 import mimetypes
 import re
 import secrets
+import textwrap
+import traceback
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,12 +24,13 @@ from urllib.parse import urlsplit
 import jinja2
 from pydantic import BaseModel
 from markupsafe import Markup
-from premailer import Premailer  # type: ignore[import-untyped]
+from premailer import Premailer
 
 from . import calendar, markdown
 from .errors import Problem, UtskickError
+from .files import bundled
 from .load import Document, Project
-from .model import Image, Issue, Logo, Settings
+from .model import Event, Image, Issue, Logo, Settings
 from .subscribers import Subscriber
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -37,6 +41,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "unsubscribe": "Avregistrera",
         "calendar": "Kalendarium",
         "full_calendar": "Hela kalendariet",
+        "add_to_calendar": "Lägg till i kalender",
+        "add_to_calendar_about": "Lägg till {title} i kalendern",
         "photo": "Foto",
         "why": "Du får det här nyhetsbrevet från {name}.",
     },
@@ -47,6 +53,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "unsubscribe": "Unsubscribe",
         "calendar": "Calendar",
         "full_calendar": "Full calendar",
+        "add_to_calendar": "Add to calendar",
+        "add_to_calendar_about": "Add {title} to your calendar",
         "photo": "Photo",
         "why": "You receive this newsletter from {name}.",
     },
@@ -57,20 +65,11 @@ GMAIL_CLIP = 102 * 1024
 EMBED_WARN = 300 * 1024
 SUBJECT_WARN = 78
 MARKDOWN_FIELDS = {"body", "intro", "description", "footer"}
-DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 
 
 def default_theme() -> Path:
     """The theme shipped in the wheel (`utskick.templates`), or ./templates in a source checkout."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("utskick.templates")))
-        if (path / "email.html").exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return DEFAULT_THEME
+    return bundled("utskick.templates", Path(__file__).resolve().parent.parent / "templates", "email.html")
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,8 @@ class Rendered:
     attachments: tuple[Embedded, ...] = ()
     problems: tuple[Problem, ...] = ()
     files: tuple[Path, ...] = ()
+    # Files to publish beside the web version (name, bytes), such as each event's .ics.
+    web_files: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def fields(self) -> frozenset[str]:
@@ -172,7 +173,12 @@ class _Markers:
 
     def split(self, text: str) -> Split:
         pieces = re.split(rf"%%U{self._nonce}#(\d+)%%", text)
-        return Split(tuple(pieces[0::2]), tuple(self.used[int(i)] for i in pieces[1::2]))
+        statics = pieces[0::2]
+        if any(re.search(rf"%%U{self._nonce}", p, re.IGNORECASE) for p in statics):
+            raise UtskickError(Problem(
+                "a template changes a subscriber field or unsubscribe_url with a filter or an operation; "
+                "these are filled in per recipient after rendering, so use them as they are: {{ subscriber.name }}"))
+        return Split(tuple(statics), tuple(self.used[int(i)] for i in pieces[1::2]))
 
 
 def slug_of(path: Path) -> str:
@@ -198,22 +204,36 @@ def _environment(project: Project) -> jinja2.Environment:
 
 
 def _underline(text: str, char: str) -> str:
-    return f"{text}\n{char * min(len(text), markdown.WIDTH)}"
+    lines = textwrap.wrap(text, markdown.WIDTH, break_long_words=False) or [""]
+    return "\n".join(lines) + "\n" + char * max(len(line) for line in lines)
+
+
+def _labelled(url: str, label: str, indent: str = "") -> str:
+    """'Läs mer: https://…', with the URL on a line of its own when both do not fit in 78."""
+    line = f"{indent}{label}: {url}"
+    return line if len(line) <= markdown.WIDTH else f"{indent}{label}:\n{indent}{url}"
+
+
+def _wrap(text: str, indent: str = "  ") -> str:
+    return "\n".join(textwrap.wrap(text, markdown.WIDTH, subsequent_indent=indent, break_long_words=False))
 
 
 def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
     lang = settings.language
     return {
-        "markdown": lambda s, breaks=False: Markup(markdown.to_html(s, breaks)),
-        "text": lambda s, breaks=False: markdown.to_text(s, breaks=breaks),
+        "markdown": lambda s, level, breaks=False: Markup(markdown.to_html(s, breaks, level)),
+        "text": lambda s, breaks=False, width=markdown.WIDTH: markdown.to_text(s, width, breaks),
         "long_date": lambda d: calendar.long_date(d, lang),
         "event_date": lambda e: calendar.event_date(e, lang),
-        "event_time": calendar.event_time,
+        "event_time": lambda e: calendar.event_time(e, lang),
+        "months": lambda events: calendar.months(events, lang),
         "image_src": lambda src: f"cid:{cids[src]}" if src in cids else src,
         "is_generic": lambda s: s.strip(" .→>").lower() in GENERIC_LINK_TEXTS,
         "host": lambda url: urlsplit(url).netloc or url,
         "bare": lambda url: url.removeprefix("mailto:"),
         "underline": _underline,
+        "labelled": _labelled,
+        "wrap": _wrap,
     }
 
 
@@ -308,6 +328,29 @@ def _checks(project: Project, doc: Document[Issue], images: list[Embedded]) -> l
     return out
 
 
+def _calendar_files(settings: Settings, slug: str, events: list[Event]) -> tuple[tuple[Embedded, ...], tuple[tuple[str, bytes], ...]]:
+    """The issue's .ics as an attachment, and `<slug>-<n>.ics` per event for the web version."""
+    if not events:
+        return (), ()
+    whole, each = calendar.ics(settings, events, datetime.now(timezone.utc))
+    attachment = Embedded(f"{slug}.ics@utskick", f"{slug}.ics", "text/calendar", whole)
+    return (attachment,), tuple((f"{slug}-{n}.ics", data) for n, data in enumerate(each, 1))
+
+
+def _template_problem(e: Exception, project: Project) -> Problem:
+    """The template file and line an error came from (Jinja puts template frames in tracebacks)."""
+    file, line = getattr(e, "filename", None), getattr(e, "lineno", None)
+    if file is None:
+        for frame in reversed(traceback.extract_tb(e.__traceback__)):
+            if frame.filename.endswith((".html", ".txt", ".css")):
+                file, line = frame.filename, frame.lineno
+                break
+    message = e.message if isinstance(e, jinja2.TemplateError) and e.message else f"{type(e).__name__}: {e}"
+    if isinstance(e, jinja2.TemplateNotFound):
+        message = f"template {e.name!r} not found in {project.templates_dir} or the default theme"
+    return Problem(f"template: {message}", Path(file) if file else project.templates_dir, line)
+
+
 def _inline(page: str) -> str:
     # premailer's cssutils logs every unknown property at WARNING: keep it out of the terminal.
     logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
@@ -316,6 +359,8 @@ def _inline(page: str) -> str:
             page, strip_important=False, keep_style_tags=False, remove_classes=False,
             disable_validation=True, cssutils_logging_level=logging.CRITICAL, allow_network=False,
             disable_leftover_css=False,
+            # Our templates set width/height attributes themselves; premailer's height="auto" is invalid.
+            disable_basic_attributes=["height", "width"],
         ).transform(pretty_print=False)
     )
 
@@ -338,6 +383,7 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
         "subscriber": markers,
         "unsubscribe_url": markers.marker(UNSUB) if settings.unsubscribe.url else None,
         "web_version_url": web_version_url(settings, slug),
+        "ics_url": lambda n: calendar.event_ics_url(web_version_url(settings, slug), slug, n),
         "preheader_padding": Markup("&#847;&zwnj;&nbsp;" * 40),
     }
     try:
@@ -345,13 +391,15 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
         css = env.loader.get_source(env, "email.css")[0].replace("ACCENT", settings.accent_color)
         page = env.get_template("email.html").render(context, css=Markup(css))
         text = env.get_template("email.txt").render(context)
-    except jinja2.TemplateError as e:
-        where = Path(getattr(e, "filename", None) or project.templates_dir)
-        raise UtskickError(Problem(f"template: {e.message}", where, getattr(e, "lineno", None))) from None
+    except Exception as e:  # a federation's own template can fail in any way; never a traceback
+        raise UtskickError(_template_problem(e, project)) from None
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    attachments, web_files = _calendar_files(settings, slug, issue.calendar.events if issue.calendar else [])
     rendered = Rendered(slug, settings, issue, markers.split(_inline(page)), markers.split(text),
-                        tuple(images), files=tuple(files))
+                        tuple(images), attachments, files=tuple(files), web_files=web_files)
     warnings = _checks(project, doc, images)
     if rendered.html_size > GMAIL_CLIP:
         warnings.append(Problem(f"the HTML is {rendered.html_size // 1024} KB; Gmail clips messages over 102 KB", doc.path, severity="warning"))
+    if any(p.is_error for p in warnings):
+        raise UtskickError(warnings)
     return replace(rendered, problems=tuple(warnings))

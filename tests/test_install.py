@@ -1,0 +1,73 @@
+"""`pip install .` in a fresh venv, then the installed `utskick` from another folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, Run
+
+
+def test_wheel_install_init_build_elsewhere(tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    py = env_dir / "bin" / "python"
+    # The wheel is built and installed for real, so templates and the example must ship inside
+    # it; its dependencies are borrowed from the test environment (no network needed).
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run(pip + ["wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
+                   check=True, capture_output=True, text=True)
+    wheel = next((tmp_path / "dist").glob("utskick-*.whl"))
+    subprocess.run(pip + ["--python", str(py), "install", "-q", "--no-deps", str(wheel)],
+                   check=True, capture_output=True, text=True)
+    project = tmp_path / "elsewhere"
+    utskick = env_dir / "bin" / "utskick"
+    deps = next(p for p in sys.path if p.endswith("site-packages"))
+    env = {**os.environ, "UTSKICK_SECRET": "x", "PYTHONPATH": deps}
+    res = subprocess.run([str(utskick), "init", str(project)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "subscribers/*.csv" in (project / ".gitignore").read_text("utf-8").splitlines()
+    installed = subprocess.run([str(py), "-c", "import utskick; print(utskick.__file__)"],
+                               capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    assert str(env_dir) in installed
+    issue = next((project / "issues").glob("*.yaml"))
+    res = subprocess.run([str(utskick), "build", issue.stem], capture_output=True, text=True, env=env, cwd=project)
+    assert res.returncode == 0, res.stderr
+    assert (project / "build" / f"{issue.stem}.eml").stat().st_size > 1000
+
+
+def test_init_refuses_to_overwrite(project: Path, run: Run) -> None:
+    result = run("init", ".")
+    assert result.exit_code == 1
+    assert "newsletter.yaml: error: already exists" in result.stderr
+
+
+def test_new_starts_from_latest_issue(project: Path, run: Run) -> None:
+    (project / "issues" / "trasig.yaml").write_text("subject: [\n", "utf-8")
+    result = run("new", "2027-01")
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((project / "issues" / "2027-01.yaml").read_text("utf-8"))
+    assert [s.get("title") for s in data["sections"]] == [
+        "Utbildning och arbetsmarknad", "Social välfärd och hälsa", "Samhällsbyggnad och miljö"]
+    assert data["calendar"]["events"] == []
+    assert "intro" not in data
+    assert run("check", "2027-01").exit_code == 0
+    assert run("new", "2027-01").exit_code == 1
+
+
+@pytest.mark.parametrize("args", [["--help"], ["check", "--help"], ["build", "--help"], ["init", "--help"], ["new", "--help"]])
+def test_help(run: Run, args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_send_py_runs_the_same_cli(project: Path) -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "send.py"), "check", "2026-10"], capture_output=True, text=True, cwd=project)
+    assert res.returncode == 0, res.stderr
+    assert "ok" in res.stdout

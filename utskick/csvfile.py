@@ -1,0 +1,152 @@
+"""CSV files as real exports make them, with every row's line number.
+
+Lists come from Swedish Excel (Windows-1252, `;`), from member registries (UTF-8 with a BOM,
+CRLF), from web forms (`,`) and from "Unicode text" exports (UTF-16, tab). We take them as they
+are; a broken row is reported at its line and skipped, and only a file we cannot read at all is an
+error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Problem, UtskickError
+
+DELIMITERS = (",", ";", "\t")
+# "Ã" followed by a high byte is how UTF-8 å, ä, ö look in Windows-1252; never real Swedish text.
+UTF8_IN_CP1252 = re.compile(rb"\xc3[\x80-\xbf]")
+QUOTED = re.compile(r'"[^"]*"')
+
+
+def decode(data: bytes, path: Path) -> tuple[str, bool]:
+    """The text and whether it began with a UTF-8 BOM (kept when we write the file back)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), False
+        except UnicodeDecodeError:
+            raise UtskickError(Problem("not valid UTF-16 text (save it as CSV UTF-8)", path)) from None
+    try:
+        return data.decode("utf-8-sig"), data.startswith(codecs.BOM_UTF8)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        if UTF8_IN_CP1252.search(data):
+            raise UtskickError(
+                Problem("mixed encodings: this line is not UTF-8 but other lines are "
+                        "(save the file as CSV UTF-8)", path, line)
+            ) from None
+    try:
+        return data.decode("cp1252"), False
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UtskickError(
+            Problem("neither UTF-8 nor Windows-1252 text (save the file as CSV UTF-8)", path, line)
+        ) from None
+
+
+def sniff(line: str) -> str:
+    """The delimiter the header row uses most, outside quotes; a one-column file gets ','."""
+    bare = QUOTED.sub("", line)
+    counts = {d: bare.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class _Lines:
+    """An iterator over the lines that we can rewind to resynchronise after a broken quote."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.pos = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+Row = tuple[int, list[str], str]
+"""(line, cells, problem): a readable row has problem ''; an unreadable one has no cells."""
+
+
+@dataclass
+class Table:
+    """A CSV file's header (stripped, lower-cased) and its rows; blank rows are left out."""
+
+    path: Path
+    header: list[str]
+    delimiter: str
+    newline: str
+    bom: bool
+    _lines: _Lines
+
+    def column(self, names: Collection[str]) -> int | None:
+        return next((i for i, h in enumerate(self.header) if h in names), None)
+
+    def text(self) -> str:
+        """The whole decoded file, to write it back with rows added."""
+        return "".join(self._lines.lines)
+
+    def __iter__(self) -> Iterator[Row]:
+        src = self._lines
+        width = len(self.header)
+        reader = csv.reader(src, delimiter=self.delimiter)
+        while True:
+            first = src.pos + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield first, [], f"cannot read this row ({e})"
+                src.pos, reader = first, csv.reader(src, delimiter=self.delimiter)
+                continue
+            if src.pos > first and len(cells) != width:
+                # A quote opened and never closed swallows the lines after it: report the one line
+                # and read on from the next, so one stray quote costs one row, not the rest.
+                yield first, [], f"a quote (\") in this row is not closed; it runs on to line {src.pos}"
+                src.pos, reader = first, csv.reader(src, delimiter=self.delimiter)
+                continue
+            if "".join(cells).strip():
+                yield first, cells, ""
+
+
+def read_table(path: Path, data: bytes | None = None) -> Table:
+    """Open a CSV file; an empty file has an empty header. Raises only for unreadable files."""
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise UtskickError(Problem("file not found", path)) from None
+        except OSError as e:
+            raise UtskickError(Problem(f"cannot read: {e.strerror}", path)) from None
+    text, bom = decode(data, path)
+    lines = io.StringIO(text, newline="").readlines()
+    src = _Lines(lines)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    while src.pos < len(lines) and not lines[src.pos].strip():
+        src.pos += 1
+    if src.pos == len(lines):
+        return Table(path, [], ",", newline, bom, src)
+    delimiter = sniff(lines[src.pos])
+    first = src.pos + 1
+    header = next(csv.reader(src, delimiter=delimiter), [])
+    if src.pos > first:
+        raise UtskickError(Problem("the header row has a quote (\") that is not closed", path, first))
+    return Table(path, [h.strip().lower() for h in header], delimiter, newline, bom, src)
+
+
+def format_row(cells: list[str], delimiter: str, newline: str) -> str:
+    """One row as `csv` would quote it for this file's delimiter and line ending."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator=newline).writerow(cells)
+    return out.getvalue()

@@ -1,0 +1,160 @@
+"""Adding to the suppression list: unsubscribe requests (addresses or tokens) and bounces.
+
+Writing is kept apart from reading (`subscribers`): every change to `unsubscribed.csv` goes
+through `suppress`, which is idempotent and atomic, so a re-run or an interrupted run can never
+lose or double an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+
+from .csvfile import format_row, read_table
+from .errors import Problem, UtskickError
+from .files import write_atomic
+from .load import Project
+from .subscribers import (
+    ADDRESS_COLUMNS, DATE_COLUMNS, REASON_COLUMNS, TOKEN_COLUMNS, address_column, list_paths, load_list,
+    load_suppressed, normalise, secret, show, signer, suppression_path, valid_rows,
+)
+
+
+def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: Date | None = None) -> list[str]:
+    """Add (address, reason) pairs to the suppression list; returns the addresses that were new.
+
+    Idempotent: an address already there (in any spelling) stays as it was. Atomic: the file is
+    rewritten whole through write_atomic, in its own delimiter and line ending, so an
+    interrupted run leaves the old file or the new one, never half of one. An invalid address
+    raises before anything is written.
+    """
+    path = target if isinstance(target, Path) else suppression_path(target)
+    table = read_table(path, b"" if not path.exists() else None)
+    if not table.header:
+        table = read_table(path, b"email,date,reason\n")
+    address = address_column(table)
+    keys = {row[3] for row in valid_rows(table, address) if not isinstance(row, Problem)}
+    day = (today or Date.today()).isoformat()
+    text = table.text()
+    if not text.endswith(("\n", "\r")):
+        text += table.newline
+    added: dict[str, str] = {}
+    for raw, reason in entries:
+        try:
+            email, key = normalise(raw.strip())
+        except ValueError as e:
+            raise UtskickError(Problem(f"{show(raw)} is not a valid address: {e}", path)) from None
+        if key in keys:
+            continue
+        keys.add(key)
+        added[key] = email
+        cells = [email if i == address else day if h in DATE_COLUMNS else " ".join(reason.split()) if h in REASON_COLUMNS else ""
+                 for i, h in enumerate(table.header)]
+        text += format_row(cells, table.delimiter, table.newline)
+    if not added:
+        return []
+    data = (("\ufeff" if table.bom else "") + text).encode("utf-8")
+    # A quote left open at the end of the file would swallow the rows we add: read them back first.
+    written = read_table(path, data)
+    if written.header != table.header or not added.keys() <= {
+            row[3] for row in valid_rows(written, address) if not isinstance(row, Problem)}:
+        raise UtskickError(Problem("cannot add rows: a quote (\") near the end is not closed; fix the file first",
+                                   path, len(table.text().splitlines()) or None))
+    write_atomic(path, data)
+    return list(added.values())
+
+
+def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Tokens back to keys, by signing every candidate key: ({token: key}, tokens not found).
+
+    Tokens are one-way on purpose (no address in any URL), so the only way back is to sign
+    everyone we know: the lists and the suppression list here, the send journal for `send`.
+    """
+    asked = list(dict.fromkeys(tokens))
+    wanted = set(asked)
+    found: dict[str, str] = {}
+    sign = signer(key)
+    for candidate in candidates:
+        t = sign(candidate)
+        if t in wanted:
+            found[t] = candidate
+            if len(found) == len(wanted):
+                break
+    return found, [t for t in asked if t not in found]
+
+
+def known_keys(project: Project) -> Iterator[str]:
+    """Everyone a token could belong to here: every list, then the suppression list."""
+    for path in list_paths(project).values():
+        yield from (s.key for s in load_list(path).subscribers)
+    yield from load_suppressed(suppression_path(project))[0]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One unsubscribe request: an address or a token, and where it was written."""
+
+    text: str
+    file: Path | None = None
+    line: int | None = None
+
+    def problem(self, message: str) -> Problem:
+        return Problem(message, self.file, self.line, where="" if self.file else "argument")
+
+
+def read_requests(path: Path) -> tuple[list[Request], list[Problem]]:
+    """Requests from a file: a CSV export with an address or token column, else one a line."""
+    table = read_table(path)
+    column = table.column(ADDRESS_COLUMNS)
+    if column is None:
+        column = table.column(TOKEN_COLUMNS)
+    if column is None:
+        lines = table.text().splitlines()
+        return [Request(t.strip(), path, n) for n, t in enumerate(lines, 1) if t.strip() and not t.lstrip().startswith("#")], []
+    requests: list[Request] = []
+    problems: list[Problem] = []
+    for line, cells, problem in table:
+        text = cells[column].strip() if column < len(cells) else ""
+        if problem or not text:
+            problems.append(Problem(f"{problem or 'empty'}; row skipped", path, line, severity="warning"))
+        else:
+            requests.append(Request(text, path, line))
+    return requests, problems
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    added: list[str]
+    already: list[str]
+    problems: list[Problem]
+
+
+def unsubscribe(project: Project, requests: Sequence[Request], reason: str = "") -> Unsubscribed:
+    """Suppress every address and every token we can resolve; report the rest as errors.
+
+    What can be done is done (one stale token must not keep the others subscribed), in one
+    atomic write; running it again changes nothing.
+    """
+    problems: list[Problem] = []
+    emails: dict[str, str] = {}
+    tokens: dict[str, Request] = {}
+    for r in requests:
+        if "@" not in r.text:
+            tokens.setdefault(r.text, r)
+            continue
+        try:
+            email, key = normalise(r.text)
+        except ValueError as e:
+            problems.append(r.problem(f"{show(r.text)} is not a valid address: {e}"))
+        else:
+            emails.setdefault(key, email)
+    if tokens:
+        found, missing = resolve_tokens(secret(project.state_dir), tokens, known_keys(project))
+        for key in found.values():
+            emails.setdefault(key, key)
+        problems += [tokens[t].problem(f"token {show(t)} belongs to nobody on any list or the suppression list") for t in missing]
+    added = suppress(project, [(e, reason) for e in emails.values()])
+    new = set(added)
+    return Unsubscribed(added, [e for e in emails.values() if e not in new], problems)
