@@ -92,18 +92,14 @@ def baseline(project: Path, port: int) -> None:
     sys.path.insert(0, str(ROOT))
     os.chdir(project)
     from utskick.cli import load_rendered
-    from utskick.delivery import recipients_for
     from utskick.load import load_project
     from utskick.render import personalise
-    from utskick.subscribers import secret, token
-    from dataclasses import replace
+    from utskick.subscribers import recipients
 
     p = load_project()
     _, rendered = load_rendered(p, ISSUE)
-    key = secret(p.state_dir)
     with smtplib.SMTP("127.0.0.1", port) as smtp:
-        for sub in recipients_for(p, ["bench"]):
-            sub = replace(sub, token=token(key, sub.key))
+        for sub in recipients(p, ["bench"]).subscribers:
             body = personalise(rendered, sub)
             msg = EmailMessage()
             msg["From"] = p.settings.from_
