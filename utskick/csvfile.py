@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import read_bytes
 from .errors import Problem, UtskickError
 
 DELIMITERS = (",", ";", "\t")
@@ -123,12 +124,7 @@ class Table:
 def read_table(path: Path, data: bytes | None = None) -> Table:
     """Open a CSV file; an empty file has an empty header. Raises only for unreadable files."""
     if data is None:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise UtskickError(Problem("file not found", path)) from None
-        except OSError as e:
-            raise UtskickError(Problem(f"cannot read: {e.strerror}", path)) from None
+        data = read_bytes(path)
     text, bom = decode(data, path)
     lines = io.StringIO(text, newline="").readlines()
     src = _Lines(lines)

@@ -6,6 +6,18 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import Problem, UtskickError
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, or our located error when it is missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UtskickError(Problem("file not found", path)) from None
+    except OSError as e:
+        raise UtskickError(Problem(f"cannot read: {e.strerror}", path)) from None
+
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, UtskickError
+from .files import read_bytes
 from .model import Issue, Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,12 +58,7 @@ def format_loc(loc: Loc) -> str:
 
 def read_text(path: Path) -> str:
     """Files from Windows editors: UTF-8 with or without BOM, CRLF."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UtskickError(Problem("file not found", path)) from None
-    except OSError as e:
-        raise UtskickError(Problem(f"cannot read: {e.strerror}", path)) from None
+    data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
