@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,7 +22,12 @@ def test_wheel_install_init_build_elsewhere(tmp_path: Path) -> None:
     # The wheel is built and installed for real, so templates and the example must ship inside
     # it; its dependencies are borrowed from the test environment (no network needed).
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run(pip + ["wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
+    # From a copy without build/ and friends: a stale setuptools build/lib must not hide a
+    # package missing from pyproject.toml.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", "dist", ".venv", ".git", "outbox", ".utskick", "test-artifacts", "*.egg-info", "__pycache__"))
+    subprocess.run(pip + ["wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
                    check=True, capture_output=True, text=True)
     wheel = next((tmp_path / "dist").glob("utskick-*.whl"))
     subprocess.run(pip + ["--python", str(py), "install", "-q", "--no-deps", str(wheel)],

@@ -1,0 +1,251 @@
+"""The commands; the only package that prints or exits.
+
+`cli` and the issue commands (check, build, init, new, preview) live here; the list commands
+in `list_commands`, sending and its status in `sending`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+import click
+import yaml
+
+from .. import subscribers as subs
+from ..errors import Problem, UtskickError, display_path
+from ..files import bundled, write_atomic
+from ..load import Document, Project, load_issue, load_project
+from ..message import MessageTemplate
+from ..model import Issue
+from ..render import Rendered, personalise, render
+from ..subscribers import SAMPLE
+
+
+@dataclass
+class Context:
+    config: Path | None
+
+    def project(self) -> Project:
+        return load_project(self.config)
+
+
+def fail(problems: list[Problem]) -> NoReturn:
+    for p in problems:
+        click.echo(str(p), err=True)
+    errors = sum(1 for p in problems if p.is_error)
+    click.echo(f"{errors} error(s), {len(problems) - errors} warning(s)", err=True)
+    sys.exit(1)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Our errors become located messages and exit 1; Ctrl-C exits 130; never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UtskickError as e:
+            fail(e.problems)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Settings file (default: newsletter.yaml in the current folder). "
+                   "Every relative path is relative to its folder.")
+@click.version_option(package_name="utskick")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """utskick: write a newsletter issue in YAML, check it, preview it, build it and send it."""
+    ctx.obj = Context(config)
+
+
+def load_rendered(project: Project, issue: str) -> tuple[Document[Issue], Rendered]:
+    doc = load_issue(project.issue_path(issue))
+    return doc, render(project, doc)
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--list", "lists", multiple=True, metavar="NAME", help="Also check this list (repeatable).")
+@click.pass_obj
+@guarded
+def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
+    """Validate the settings and ISSUE (a path or a slug such as 2024-05) and render it.
+
+    Prints every problem as FILE:LINE:COL: error|warning: message. Exit 0 when there are no
+    errors (warnings do not fail), 1 otherwise.
+    """
+    project = obj.project()
+    doc, rendered = load_rendered(project, issue)
+    problems = list(rendered.problems)
+    if lists or doc.model.lists:
+        problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
+    report(problems)
+    size = rendered.html_size
+    click.echo(f"{display_path(doc.path)}: ok ({len(problems)} warning(s); HTML {size / 1024:.0f} KB)")
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write to (default: build/ beside the settings).")
+@click.pass_obj
+@guarded
+def build(obj: Context, issue: str, output: Path | None) -> None:
+    """Write the email of ISSUE as .html, .txt and .eml, and .ics files when it has events.
+
+    SLUG.ics holds every event (it is also attached to the email); SLUG-1.ics, SLUG-2.ics … hold
+    one event each, in calendar order, to publish beside the web version for the
+    "Lägg till i kalender" links.
+
+    Personalised for a fictional sample subscriber: nothing of a real member is ever written here.
+    """
+    project = obj.project()
+    doc, rendered = load_rendered(project, issue)
+    for p in rendered.problems:
+        click.echo(str(p), err=True)
+    out = output or project.build_dir
+    personal = personalise(rendered, SAMPLE)
+    written = {
+        f"{rendered.slug}.html": personal.html.encode(),
+        f"{rendered.slug}.txt": personal.text.encode(),
+        f"{rendered.slug}.eml": MessageTemplate.of(rendered).render(SAMPLE),
+    }
+    written.update({a.filename: a.data for a in rendered.attachments})
+    written.update(rendered.web_files)
+    for name, data in written.items():
+        write_atomic(out / name, data)
+        click.echo(f"wrote {display_path(out / name)} ({len(data) / 1024:.1f} KB)")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
+@guarded
+def init(directory: Path) -> None:
+    """Create a project folder with example settings, an issue and a list in DIRECTORY."""
+    target = directory / "newsletter.yaml"
+    if target.exists():
+        raise UtskickError(Problem("already exists; not overwriting", target))
+    directory.mkdir(parents=True, exist_ok=True)
+    source = bundled("utskick.example", Path(__file__).resolve().parent.parent, "newsletter.yaml")
+    shutil.copyfile(source / "newsletter.yaml", target)
+    # Subscriber lists are personal data (GDPR): keep them, and what send leaves behind, out of git.
+    write_atomic(directory / ".gitignore", "subscribers/*.csv\nbuild/\noutbox/\n.utskick/\n")
+    for sub in ("issues", "subscribers"):
+        (directory / sub).mkdir(exist_ok=True)
+    latest = sorted((source / "issues").glob("*.yaml"))[-1]
+    shutil.copyfile(latest, directory / "issues" / latest.name)
+    shutil.copytree(source / "issues" / "bilder", directory / "issues" / "bilder", dirs_exist_ok=True)
+    shutil.copyfile(source / "subscribers" / "medlemmar.csv", directory / "subscribers" / "medlemmar.csv")
+    click.echo(f"created {display_path(target)}; try: utskick --config {display_path(target)} build {latest.stem}")
+
+
+def next_issue(previous: dict[str, Any], today: Date) -> dict[str, Any]:
+    """The next issue from the latest one: its shape kept, its dated and written content cleared."""
+    sections = [
+        {**({"title": s["title"]} if s.get("title") else {}),
+         "articles": [{"title": "Rubrik", "body": "Text."}]}
+        for s in previous.get("sections") or [{}]
+    ]
+    issue: dict[str, Any] = {"subject": f"{previous.get('title') or previous.get('subject', 'Nyhetsbrev')}", "date": today.isoformat()}
+    for key in ("title", "lists"):
+        if previous.get(key):
+            issue[key] = previous[key]
+    issue["sections"] = sections
+    if previous.get("calendar") is not None:
+        cal = {k: v for k, v in previous["calendar"].items() if k in ("title", "intro", "more")}
+        issue["calendar"] = {**cal, "events": []}
+    return issue
+
+
+def _readable_issues(project: Project) -> list[Document[Issue]]:
+    """Every issue that loads: one broken draft must not stop `new` from finding the latest."""
+    docs = []
+    for path in project.issues_dir.glob("*.yaml"):
+        try:
+            docs.append(load_issue(path))
+        except UtskickError:
+            continue
+    return docs
+
+
+@cli.command()
+@click.argument("slug", required=False)
+@click.pass_obj
+@guarded
+def new(obj: Context, slug: str | None) -> None:
+    """Start the next issue (default slug: this month, e.g. 2026-12) from the latest one."""
+    project = obj.project()
+    today = Date.today()
+    slug = slug or today.strftime("%Y-%m")
+    target = project.issues_dir / f"{slug}.yaml"
+    if target.exists():
+        raise UtskickError(Problem("already exists; not overwriting", target))
+    previous: dict[str, Any] = {}
+    latest = max(_readable_issues(project), key=lambda doc: (doc.model.date, doc.path.name), default=None)
+    if latest is not None:
+        previous = latest.model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    text = yaml.safe_dump(next_issue(previous, today), allow_unicode=True, sort_keys=False)
+    write_atomic(target, text)
+    click.echo(f"created {display_path(target)}")
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@click.option("--as", "address", metavar="ADDRESS",
+              help="Preview the message this subscriber gets (default: a fictional sample subscriber).")
+@click.pass_obj
+@guarded
+def preview(obj: Context, issue: str, port: int, open_browser: bool, address: str | None) -> None:
+    """Serve a live preview of ISSUE that follows every save, until Ctrl-C.
+
+    Shows the email as sent (desktop, phone and plain text), the inbox line, the size against
+    Gmail's clip and the problems `check` reports; a broken save shows where the error is.
+    """
+    import threading
+    import webbrowser
+
+    from ..preview import Preview, serving
+
+    project = obj.project()
+    path = project.issue_path(issue)
+    if not path.is_file():
+        raise UtskickError(Problem("file not found", path))
+    subscriber = subs.find(project, address) if address else SAMPLE
+    with serving(Preview(project.settings_doc.path, path, subscriber), port) as server:
+        click.echo(f"Previewing {display_path(path)} at {server.url} (Ctrl-C to stop)")
+        if open_browser:
+            webbrowser.open(server.url)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            click.echo("stopped")
+
+def report(problems: list[Problem]) -> None:
+    """Warnings are printed and pass; any error fails the command with a count."""
+    if any(p.is_error for p in problems):
+        fail(problems)
+    for p in problems:
+        click.echo(str(p), err=True)
+
+
+def main() -> None:
+    cli(prog_name="utskick")
+
+
+# The other commands register themselves on `cli` when imported.
+from . import list_commands, sending  # noqa: E402,F401

@@ -1,0 +1,182 @@
+"""`send` and `status`: delivery with a progress bar, and the journal's summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from .. import delivery
+from .. import subscribers as subs
+from .. import transport as transports
+from ..errors import Problem, UtskickError, display_path
+from ..files import write_atomic
+from ..journal import Counts, Journal
+from ..load import Project
+from ..message import MessageTemplate
+from ..render import Rendered, slug_of
+from ..subscribers import Subscriber
+from . import Context, cli, guarded, load_rendered, report
+
+
+def summary_line(counts: Counts) -> str:
+    return (f"sent {counts.sent} · bounced {counts.bounced} · failed {counts.failed} · "
+            f"uncertain {counts.uncertain} · remaining {counts.pending}")
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:.1f} msg/s", style="progress.data.speed")
+
+
+def _confirm(yes: bool, question: str) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UtskickError(Problem("no terminal to confirm on: add --yes to send without asking"))
+    return click.confirm(question, default=False, err=True)
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--list", "lists", multiple=True, metavar="NAME",
+              help="Send to this list (repeatable); default: the issue's 'lists:'.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--dry-run", is_flag=True, help="Everything but the sending: counts, problems, message size.")
+@click.option("--test", "tests", multiple=True, metavar="ADDRESS",
+              help="Send a '[TEST]' copy to ADDRESS only (repeatable); not recorded as the send.")
+@click.option("--resend-uncertain", is_flag=True,
+              help="Also send to recipients whose message may or may not have arrived in an interrupted run.")
+@click.pass_obj
+@guarded
+def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool, tests: tuple[str, ...],
+         resend_uncertain: bool) -> None:
+    """Send ISSUE to its lists through UTSKICK_SMTP_URL, or to outbox/ without it.
+
+    Re-running the same command resumes an interrupted or stopped send: nobody who was already
+    sent the issue gets it again. Exit 0 when the run completed (see the summary for bounces),
+    1 when it stopped on an error, 130 on Ctrl-C.
+    """
+    project = obj.project()
+    doc, rendered = load_rendered(project, issue)
+    for p in rendered.problems:
+        click.echo(str(p), err=True)
+    chosen = delivery.lists_for(doc.model.lists, lists, doc.path)
+    report(subs.check_lists(project, chosen, rendered.fields))
+    recipients = subs.recipients(project, chosen).subscribers
+    slug = rendered.slug
+    if tests:
+        _send_tests(project, rendered, recipients, tests, yes)
+        return
+    template = MessageTemplate.of(rendered)
+    outbox = project.outbox_dir / slug
+    transport = transports.from_environment(outbox, template.sender)
+    journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
+    try:
+        plan = delivery.survey(journal, recipients, record=False)
+    finally:
+        if journal is not None:
+            journal.close()
+    c = plan.counts
+    to_send = plan.to_send(resend_uncertain or transport.idempotent)
+    click.echo(f"Subject:    {rendered.issue.subject}")
+    click.echo(f"Lists:      {', '.join(chosen)}")
+    click.echo(f"Recipients: {plan.recipients} ({to_send} to send; already sent {c.sent}, bounced {c.bounced}, "
+               f"uncertain {c.uncertain})")
+    click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
+    if dry_run:
+        if plan.first is not None:
+            sample = template.render(plan.first)
+            click.echo(f"Message:    {len(sample) / 1024:.1f} KB per recipient (sample: {plan.first.email})")
+        click.echo("dry run: nothing was sent")
+        return
+    if to_send == 0:
+        click.echo("nothing left to send" + (f"; {c.uncertain} uncertain (see --resend-uncertain)" if c.uncertain else ""))
+        return
+    if not _confirm(yes, f"Send to {to_send} recipient(s)?"):
+        click.echo("not sent", err=True)
+        return
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("sent {task.fields[sent]} · failed {task.fields[failed]} · remaining {task.fields[left]}"),
+                  RateColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(slug, total=to_send, sent=0, failed=0, left=to_send)
+
+        def started(s: delivery.Survey) -> None:
+            bar.update(task, total=s.to_send(resend_uncertain or transport.idempotent))
+
+        def progressed(counts: Counts, finished: int) -> None:
+            bar.update(task, completed=finished, sent=counts.sent, failed=counts.failed + counts.bounced,
+                       left=counts.pending + counts.failed)
+
+        outcome = delivery.send(project, template, transport, recipients, resend_uncertain=resend_uncertain,
+                                on_start=started, on_progress=progressed)
+    _summary(outcome)
+    sys.exit(outcome.exit_code)
+
+
+def _summary(outcome: delivery.Outcome) -> None:
+    click.echo(summary_line(outcome.counts))
+    if outcome.suppressed:
+        click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(outcome.suppressed)}")
+    if outcome.uncertain:
+        click.echo(f"uncertain (the message was sent but the server's answer was lost): "
+                   f"{', '.join(r.email for r in outcome.uncertain)}; check with them, or run again with "
+                   "--resend-uncertain")
+    if outcome.stopped is not None:
+        e = outcome.stopped
+        who = f" (at {e.recipient})" if e.recipient else ""
+        what = f"the server answered {e.reply}" if e.code else e.message
+        click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
+    if outcome.interrupted:
+        click.echo("interrupted: run the same command to resume", err=True)
+
+
+def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscriber], tests: tuple[str, ...],
+                yes: bool) -> None:
+    if not recipients:
+        raise UtskickError(Problem("the lists have no recipients to take a name from"))
+    first = recipients[0]
+    template = MessageTemplate.of(rendered, subject_prefix="[TEST] ")
+    outbox = project.outbox_dir / f"{rendered.slug}-test"
+    transport = transports.from_environment(outbox, template.sender)
+    click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
+    click.echo(f"To:         {', '.join(tests)}")
+    click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
+    if not _confirm(yes, "Send the test?"):
+        click.echo("not sent", err=True)
+        return
+    for address, reply in delivery.send_tests(project, template, transport, first, tests):
+        click.echo(f"{address}: {reply}")
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write one CSV row per recipient: state, attempts, the server's last reply.")
+@click.pass_obj
+@guarded
+def status(obj: Context, issue: str, report: Path | None) -> None:
+    """How the sending of ISSUE stands, from the journal (also while a send is running)."""
+    project = obj.project()
+    slug = slug_of(project.issue_path(issue))
+    kinds = Journal.transports(project.state_dir, slug)
+    if not kinds:
+        click.echo(f"{slug}: not sent yet")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["transport", "email", "state", "attempts", "last_reply", "updated"])
+    for kind in kinds:
+        with Journal.open(project.state_dir, slug, kind) as journal:
+            click.echo(f"{slug} via {kind}: {summary_line(journal.counts())}")
+            for row in journal.rows():
+                writer.writerow([kind, row.email, row.shown_state, row.attempts, row.reply, row.updated])
+    if report is not None:
+        write_atomic(report, out.getvalue())
+        click.echo(f"wrote {display_path(report)}")
