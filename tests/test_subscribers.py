@@ -339,3 +339,49 @@ def test_non_ascii_local_part_is_an_invalid_row(tmp_path: Path) -> None:
     lst = load_list(path)
     assert [s.email for s in lst.subscribers] == ["ok@exempel.se"]
     assert lst.problems and lst.problems[0].line == 2
+
+
+def test_quote_left_open_to_the_end_costs_one_row(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text('email;namn\na@x.example;"Anna\nb@x.example;Bo\nc@x.example;Ce\nd@x.example;De\n', "utf-8")
+    lst = load_list(path)
+    assert [s.email for s in lst.subscribers] == ["b@x.example", "c@x.example", "d@x.example"]
+    assert [(p.line, "quote" in p.message) for p in lst.problems] == [(2, True)]
+
+
+def test_quoted_line_break_at_the_end_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "ok.csv"
+    path.write_text('email,namn\na@x.example,"Anna\nAndersson"\n', "utf-8")
+    lst = load_list(path)
+    assert [(s.email, s.name) for s in lst.subscribers] == [("a@x.example", "Anna\nAndersson")]
+    assert not lst.problems
+
+
+def test_concurrent_suppress_loses_nobody(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = tmp_path / "unsubscribed.csv"
+    ctx = multiprocessing.get_context("spawn")
+    jobs = [ctx.Process(target=_suppress_many, args=(path, n)) for n in range(6)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+        assert job.exitcode == 0
+    assert len(load_suppressed(path)[0]) == 6 * 8
+
+
+def _suppress_many(path: Path, n: int) -> None:
+    for i in range(8):
+        suppress(path, [(f"p{n}-{i}@x.example", "r")])
+
+
+def test_atomic_write_keeps_a_readable_mode(tmp_path: Path) -> None:
+    from utskick.files import write_atomic
+
+    path = tmp_path / "a.html"
+    write_atomic(path, "x")
+    assert path.stat().st_mode & 0o044  # group/others may read, as with a plain open()
+    path.chmod(0o640)
+    write_atomic(path, "y")
+    assert path.stat().st_mode & 0o777 == 0o640

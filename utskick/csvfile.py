@@ -75,6 +75,21 @@ class _Lines:
         return self.lines[self.pos - 1]
 
 
+def _closed(src: _Lines, first: int, delimiter: str) -> bool:
+    """Whether a record that ran on over several lines really ended in a closing quote.
+
+    The lenient reader accepts a quote left open up to the end of the file; when the field count
+    happens to match, only a strict re-read of those lines tells the rows it swallowed.
+    """
+    if src.pos < len(src.lines):
+        return True
+    try:
+        list(csv.reader(src.lines[first - 1 : src.pos], delimiter=delimiter, strict=True))
+    except csv.Error:
+        return False
+    return True
+
+
 Row = tuple[int, list[str], str]
 """(line, cells, problem): a readable row has problem ''; an unreadable one has no cells."""
 
@@ -111,7 +126,7 @@ class Table:
                 yield first, [], f"cannot read this row ({e})"
                 src.pos, reader = first, csv.reader(src, delimiter=self.delimiter)
                 continue
-            if src.pos > first and len(cells) != width:
+            if src.pos > first and (len(cells) != width or not _closed(src, first, self.delimiter)):
                 # A quote opened and never closed swallows the lines after it: report the one line
                 # and read on from the next, so one stray quote costs one row, not the rest.
                 yield first, [], f"a quote (\") in this row is not closed; it runs on to line {src.pos}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import random
 import signal
@@ -27,6 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from . import suppression
 from .errors import Problem, UtskickError
+from .files import locked
 from .journal import Counts, Journal, Row, State
 from .load import Project
 from .message import MessageTemplate
@@ -296,17 +296,11 @@ async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:
 @contextlib.contextmanager
 def send_lock(state_dir: Path) -> Iterator[None]:
     """One `send` at a time per project: two would both see a recipient as pending."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / "send.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with locked(state_dir / "send.lock", wait=False) as acquired:
+        if not acquired:
             raise UtskickError(Problem("another 'utskick send' is running in this project; wait for it to finish",
-                                       state_dir / "send.lock")) from None
+                                       state_dir / "send.lock"))
         yield
-    finally:
-        os.close(fd)
 
 
 def send(project: Project, template: MessageTemplate, transport: Transport, recipients: Sequence[Subscriber], *,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .csvfile import format_row, read_table
 from .errors import Problem, UtskickError
-from .files import write_atomic
+from .files import locked, write_atomic
 from .load import Project
 from .subscribers import (
     ADDRESS_COLUMNS, DATE_COLUMNS, REASON_COLUMNS, TOKEN_COLUMNS, address_column, list_paths, load_list,
@@ -31,6 +31,12 @@ def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: 
     raises before anything is written.
     """
     path = target if isinstance(target, Path) else suppression_path(target)
+    # send (bounces) and unsubscribe may write at the same moment: read-modify-write under a lock.
+    with locked(path.with_name(f".{path.name}.lock")):
+        return _suppress(path, entries, today)
+
+
+def _suppress(path: Path, entries: Iterable[tuple[str, str]], today: Date | None) -> list[str]:
     table = read_table(path, b"" if not path.exists() else None)
     if not table.header:
         table = read_table(path, b"email,date,reason\n")
@@ -56,9 +62,10 @@ def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: 
     if not added:
         return []
     data = (("\ufeff" if table.bom else "") + text).encode("utf-8")
-    # A quote left open at the end of the file would swallow the rows we add: read them back first.
+    # A quote left open at the end of the file would swallow the rows we add, or turn the last
+    # row into a broken one: read everything back and lose nobody before writing.
     written = read_table(path, data)
-    if written.header != table.header or not added.keys() <= {
+    if written.header != table.header or not keys <= {
             row[3] for row in valid_rows(written, address) if not isinstance(row, Problem)}:
         raise UtskickError(Problem("cannot add rows: a quote (\") near the end is not closed; fix the file first",
                                    path, len(table.text().splitlines()) or None))
