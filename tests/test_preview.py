@@ -59,6 +59,12 @@ def test_page_and_email_over_http(project: Path) -> None:
             get(server.url + "cid/nothing@utskick")
         assert missing.value.code == 404
 
+        # DNS rebinding: another host name pointing at 127.0.0.1 must not read the preview.
+        foreign = urllib.request.Request(server.url + "email.html", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(foreign, timeout=WAIT)
+        assert refused.value.code == 403
+
 
 def test_server_listens_on_loopback_only_and_stops(project: Path) -> None:
     with previewing(project) as (_, server):
@@ -175,3 +181,13 @@ def test_warnings_are_the_ones_check_prints(project: Path, run: Run) -> None:
         assert [str(p) for p in view.problems] == warnings and not view.failed
         page = get(server.url)[2].decode()
         assert "1 warning" in page and escape(warnings[0]) in page
+
+
+def test_list_problems_are_the_ones_check_prints(project: Path, run: Run) -> None:
+    lst = project / "subscribers" / "medlemmar.csv"
+    with previewing(project) as (preview, _):
+        lst.write_text(lst.read_text("utf-8") + "trasig@@adress,Trasig,Ekeby,Chef\n", "utf-8")
+        lines = run("check", ISSUE).output.splitlines()[:-1]
+        assert any("medlemmar.csv:6: warning:" in line for line in lines), lines
+        view = until(preview, lambda v: bool(v.problems))
+        assert [str(p) for p in view.problems] == lines

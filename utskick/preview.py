@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from email.utils import parseaddr
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,9 +24,11 @@ import jinja2
 import watchfiles
 
 from .errors import Problem, UtskickError, display_path
-from .load import load_issue, load_project
+from . import subscribers as subs
+from .load import Project, load_issue, load_project
 from .message import MessageTemplate
-from .render import GMAIL_CLIP, Embedded, personalise, render
+from .model import mailbox
+from .render import GMAIL_CLIP, Embedded, Rendered, personalise, render
 from .subscribers import Subscriber
 
 HOST = "127.0.0.1"
@@ -100,7 +101,7 @@ class Preview:
         project = load_project(self.settings_path)
         rendered = render(project, load_issue(self.issue_path))
         personal = personalise(rendered, self.subscriber)
-        name, _ = parseaddr(rendered.settings.from_)
+        name, _ = mailbox(rendered.settings.from_)
         preheader = rendered.issue.preheader
         opening = " ".join(personal.text.split())
         return Email(
@@ -115,7 +116,14 @@ class Preview:
             message_size=len(MessageTemplate.of(rendered).render(self.subscriber)),
             images={i.cid: i for i in rendered.images},
             files=rendered.files,
-        ), rendered.problems
+        ), rendered.problems + tuple(self._list_problems(project, rendered))
+
+    @staticmethod
+    def _list_problems(project: Project, rendered: Rendered) -> list[Problem]:
+        """The same list problems `check` shows for the issue's own lists."""
+        if not rendered.issue.lists:
+            return []
+        return subs.check_lists(project, rendered.issue.lists, rendered.fields, required=False)
 
     def wait(self, seen: int, timeout: float) -> int:
         """The view's version once it differs from `seen` (or after `timeout`, or on close)."""
@@ -134,7 +142,8 @@ class Preview:
 
     def watched(self) -> tuple[set[Path], set[Path]]:
         """(folders to watch, files in them that matter); folders so editors' rename-saves count."""
-        files = {self.settings_path, self.issue_path, self.templates_dir}
+        files = {self.settings_path, self.issue_path, self.templates_dir,
+                 *(self.settings_path.parent / "subscribers").glob("*.csv")}
         if self.view.email is not None:
             files.update(self.view.email.files)
         files = {f.resolve() for f in files}
@@ -192,15 +201,18 @@ def page(preview: Preview, view: View) -> bytes:
     ).encode()
 
 
-# --- Minimal subscriber lookup for `--as`. TEMPORARY: the lead replaces this function with the
-# --- subscribers API (list reading, address canonicalisation) once that lands.
 class Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         view = self.server.preview.view
         path = self.path.split("?", 1)[0]
-        if path == "/":
+        port = self.server.server_address[1]
+        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            # Binding to loopback does not stop DNS rebinding: a web page the editor visits could
+            # otherwise read the preview, with a real subscriber's name and token under --as.
+            self.send_error(HTTPStatus.FORBIDDEN)
+        elif path == "/":
             self._send("text/html; charset=utf-8", view.page)
         elif path == "/email.html" and view.email:
             # The email must not run scripts anywhere; mail clients would not run them either.

@@ -141,7 +141,7 @@ def init(directory: Path) -> None:
     source = bundled("utskick.example", Path(__file__).resolve().parent.parent, "newsletter.yaml")
     shutil.copyfile(source / "newsletter.yaml", target)
     # Subscriber lists are personal data (GDPR): keep them, and what send leaves behind, out of git.
-    write_atomic(directory / ".gitignore", "subscribers/*.csv\nbuild/\noutbox/\n.utskick/\n")
+    write_atomic(directory / ".gitignore", "subscribers/*.csv\nsubscribers/.*.lock\nbuild/\noutbox/\n.utskick/\n")
     for sub in ("issues", "subscribers"):
         (directory / sub).mkdir(exist_ok=True)
     latest = sorted((source / "issues").glob("*.yaml"))[-1]
