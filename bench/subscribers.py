@@ -68,7 +68,8 @@ def measure(way: str, project: Path) -> dict[str, float]:
         with path.open(encoding="utf-8-sig", newline="") as f:
             for row in csv.DictReader(f, delimiter=";"):
                 try:
-                    r = validate_email(row["e-post"].strip(), check_deliverability=False)
+                    # The same rules as utskick: no SMTPUTF8 (non-ASCII before the @).
+                    r = validate_email(row["e-post"].strip(), check_deliverability=False, allow_smtputf8=False)
                 except EmailNotValidError:
                     continue
                 seen.setdefault((r.ascii_email or r.normalized).lower(), row)

@@ -92,7 +92,7 @@ def test_missing_settings_file(tmp_path: Path, run: Run, monkeypatch: pytest.Mon
 def test_missing_issue_file(project: Path, run: Run) -> None:
     result = run("check", "2030-01")
     assert result.exit_code == 1
-    assert "2030-01: error: file not found" in result.stderr
+    assert "issues/2030-01.yaml: error: file not found" in result.stderr
 
 
 def test_bad_settings(project: Path, run: Run) -> None:

@@ -280,7 +280,7 @@ def test_html_groups_by_month_with_links(built: Path) -> None:
     doc = lxml.html.fromstring((built / f"{SLUG}.html").read_text("utf-8"))
     link = next(a for a in doc.iter("a") if a.get("href") == f"{WEB}/{SLUG}-1.ics")
     assert link.text_content() == "Lägg till i kalender"
-    assert link.get("aria-label") == f"Lägg till {TITLES[0]} i kalendern"
+    assert link.get("aria-label") == f"Lägg till i kalender: {TITLES[0]}"  # the visible text first (WCAG 2.5.3)
 
 
 def test_plain_text_groups_by_month_with_links(built: Path) -> None:

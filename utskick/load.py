@@ -245,7 +245,8 @@ class Project:
         for candidate in (self.issues_dir / p, self.issues_dir / f"{p}.yaml", self.issues_dir / f"{p}.yml"):
             if candidate.exists():
                 return candidate
-        return p
+        # Not found: name the file the editor most likely meant in the error.
+        return p if p.suffix in (".yaml", ".yml") or len(p.parts) > 1 else self.issues_dir / f"{p}.yaml"
 
 
 def load_project(config: Path | None = None) -> Project:
