@@ -354,3 +354,14 @@ def test_check_warns_about_past_events(project: Path, run: Run) -> None:
     assert result.exit_code == 0, result.output
     warnings = re.findall(rf"issues/{SLUG}\.yaml:(\d+):\d+: warning: .*already over", result.output)
     assert warnings == ["15", "25"]  # the January events; the trip on 10 February is not over
+
+
+def test_time_in_the_spring_forward_gap_is_a_warning(project: Path, run: Run) -> None:
+    issue = project / "issues" / "2026-12.yaml"
+    issue.write_text(issue.read_text("utf-8").replace(
+        "    - title: Styrelsemöte\n      date: 2027-01-14\n      time: \"09:00-12:00\"",
+        "    - title: Styrelsemöte\n      date: 2027-03-28\n      time: \"02:30-04:00\""), "utf-8")
+    result = run("check", "2026-12")
+    assert result.exit_code == 0
+    assert re.search(r"2026-12.yaml:\d+:13: warning: calendar.events\[0\].time: 2027-03-28 02:30 does not exist in Europe/Stockholm",
+                     result.stderr), result.stderr

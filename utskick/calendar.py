@@ -88,6 +88,21 @@ def event_time(event: Event, language: str) -> str:
     return format_interval(start, end, "Hm", locale=loc)
 
 
+def missing_times(event: Event, timezone_name: str) -> list[str]:
+    """Start or end times that fall in the spring-forward gap, such as 02:30 on the last Sunday
+    of March in Sweden: calendars would silently move them by an hour."""
+    zone = ZoneInfo(timezone_name)
+    start, end = event.times
+    out = []
+    for day, t in ((event.date, start), (event.end_date or event.date, end)):
+        if t is None:
+            continue
+        local = datetime.combine(day, t, tzinfo=zone)
+        if local.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+            out.append(f"{day} {t:%H:%M}")
+    return out
+
+
 def event_ics_url(web_version_url: str | None, slug: str, n: int) -> str | None:
     """Where `<slug>-<n>.ics` is published: beside the web version (its `.html` becomes `-<n>.ics`)."""
     return urljoin(web_version_url, f"{slug}-{n}.ics") if web_version_url else None

@@ -322,6 +322,8 @@ def _checks(project: Project, doc: Document[Issue], images: list[Embedded]) -> l
         for i, event in enumerate(issue.calendar.events):
             if (event.end_date or event.date) < issue.date:
                 out.append(doc.problem(("calendar", "events", i, "date", ""), f"event '{event.title}' is already over on the issue date {issue.date}", "warning"))
+            for when in calendar.missing_times(event, project.settings.timezone):
+                out.append(doc.problem(("calendar", "events", i, "time", ""), f"{when} does not exist in {project.settings.timezone} (the clocks are put forward then)", "warning"))
     total = sum(len(e.data) for e in images) * 4 // 3
     if total > EMBED_WARN:
         out.append(Problem(f"embedded images add {total // 1024} KB to every message (over {EMBED_WARN // 1024} KB): host them on https or shrink them", doc.path, severity="warning"))
