@@ -126,3 +126,13 @@ def test_warnings_do_not_fail(project: Path, run: Run) -> None:
 
 
 import re  # noqa: E402
+
+
+def test_missing_image_and_low_contrast_reported_together(project: Path, run: Run) -> None:
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace('"#00587a"', '"#ffcc00"'), "utf-8")
+    (project / "issues" / "bad.yaml").write_text(GOOD.replace(
+        "        body: Text.", "        image: {src: bilder/saknas.png, alt: Saknas}"), "utf-8")
+    result = run("check", "issues/bad.yaml")
+    assert result.exit_code == 1
+    assert "image file not found" in result.stderr and "has a contrast of" in result.stderr

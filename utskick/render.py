@@ -371,9 +371,9 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
     """Render and inline one issue; raises UtskickError when it cannot be sent as is."""
     settings, issue = project.settings, doc.model
     slug = slug_of(doc.path)
-    cids, images, problems, files = _embed([project.settings_doc, doc])
-    if problems:
-        raise UtskickError(problems)
+    cids, images, missing, files = _embed([project.settings_doc, doc])
+    if missing:  # report them together with everything else the model alone cannot see
+        raise UtskickError(missing + _checks(project, doc, images))
     env = _environment(project)
     env.filters.update(_filters(settings, cids))
     markers = _Markers(secrets.token_hex(4))
