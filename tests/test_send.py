@@ -195,3 +195,10 @@ def test_recorder_server_is_real(server: Server) -> None:
     assert server.recorder.addresses() == ["c@d.se"]
 
 
+
+def test_dry_run_with_test_addresses_sends_nothing(project: Path, run: Run, server: Server) -> None:
+    result = run("send", "2026-12", "--dry-run", "--test", "kollega@sjolandet.example", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "kollega@sjolandet.example" in result.output and "KB per recipient" in result.output
+    assert "dry run: nothing was sent" in result.output
+    assert server.recorder.received == []

@@ -72,7 +72,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     recipients = subs.recipients(project, chosen).subscribers
     slug = rendered.slug
     if tests:
-        _send_tests(project, rendered, recipients, tests, yes)
+        _send_tests(project, rendered, recipients, tests, yes, dry_run)
         return
     template = MessageTemplate.of(rendered)
     outbox = project.outbox_dir / slug
@@ -139,7 +139,7 @@ def _summary(outcome: delivery.Outcome) -> None:
 
 
 def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscriber], tests: tuple[str, ...],
-                yes: bool) -> None:
+                yes: bool, dry_run: bool) -> None:
     if not recipients:
         raise UtskickError(Problem("the lists have no recipients to take a name from"))
     first = recipients[0]
@@ -149,6 +149,10 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
     click.echo(f"To:         {', '.join(tests)}")
     click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
+    if dry_run:
+        click.echo(f"Message:    {len(template.render(first)) / 1024:.1f} KB per recipient")
+        click.echo("dry run: nothing was sent")
+        return
     if not _confirm(yes, "Send the test?"):
         click.echo("not sent", err=True)
         return
