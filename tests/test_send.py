@@ -202,3 +202,20 @@ def test_dry_run_with_test_addresses_sends_nothing(project: Path, run: Run, serv
     assert "kollega@sjolandet.example" in result.output and "KB per recipient" in result.output
     assert "dry run: nothing was sent" in result.output
     assert server.recorder.received == []
+
+
+def test_a_token_resolves_after_its_member_left_the_list(project: Path, run: Run) -> None:
+    """Last month's link still works: tokens resolve against the journal too."""
+    assert run("send", "2026-12", "--yes").exit_code == 0  # to the outbox: the journal has everyone
+    members = project / "subscribers" / "medlemmar.csv"
+    members.write_text("".join(line for line in members.read_text("utf-8").splitlines(keepends=True)
+                               if not line.startswith("johan.nilsson")), "utf-8")
+    result = run("unsubscribe", token(b"test-secret", "johan.nilsson@granholm.example"))
+    assert result.exit_code == 0, result.output
+    assert "unsubscribed johan.nilsson@granholm.example" in result.output
+
+
+def test_tokens_resolve_without_a_journal(project: Path, run: Run) -> None:
+    result = run("unsubscribe", token(b"test-secret", "anna.lind@bjorkvik.example"))
+    assert result.exit_code == 0 and "unsubscribed anna.lind@bjorkvik.example" in result.output
+    assert not (project / ".utskick" / "utskick.db").exists()  # resolving never creates it
