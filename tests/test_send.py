@@ -219,3 +219,16 @@ def test_tokens_resolve_without_a_journal(project: Path, run: Run) -> None:
     result = run("unsubscribe", token(b"test-secret", "anna.lind@bjorkvik.example"))
     assert result.exit_code == 0 and "unsubscribed anna.lind@bjorkvik.example" in result.output
     assert not (project / ".utskick" / "utskick.db").exists()  # resolving never creates it
+
+
+@pytest.mark.parametrize("password", ["Hem#lig99", "Sol/Vind42", "Tak?Ko=Mu", "Ek:Lind#Al", "Gran/443"])
+def test_a_password_with_reserved_characters_is_never_echoed(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
+                                                            password: str) -> None:
+    import re
+
+    monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev:{password}@smtp.example.se:587")
+    result = run("send", "2026-12", "--dry-run")
+    assert result.exit_code == 1
+    assert "UTSKICK_SMTP_URL" in result.output and "%-encoded" in result.output
+    for part in re.split(r"[#/?=:]", password):
+        assert part not in result.output, result.output

@@ -129,11 +129,20 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     def bad(msg: str) -> UtskickError:
         return UtskickError(Problem(f"UTSKICK_SMTP_URL: {msg}"))
 
+    # A password with '#', '/' or '?' in it ends the host part early, so what follows the host
+    # may be part of the password: no message here quotes any piece of the URL.
+    unreadable = bad("cannot be read as smtp://user:password@host:port; characters such as # / ? @ : "
+                     "in the user name or password must be %-encoded (# as %23, / as %2F, ? as %3F, "
+                     "@ as %40, : as %3A), or put the password in UTSKICK_SMTP_PASSWORD instead")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
-    except ValueError as e:
-        raise bad(f"not a valid URL ({e})") from None
+    except ValueError:
+        if "@" in url:
+            raise unreadable from None
+        raise bad("the port must be a number from 0 to 65535") from None
+    if parts.fragment or parts.path not in ("", "/") or "@" in parts.query:
+        raise unreadable
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps"):
         raise bad("must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)")
@@ -143,7 +152,7 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     query = parse_qs(parts.query)
     unknown = set(query) - {"starttls"}
     if unknown:
-        raise bad(f"unknown option {sorted(unknown)[0]!r} (only ?starttls=require)")
+        raise bad("unknown option after '?' (the only one is ?starttls=require)")
     if query.get("starttls", ["require"])[-1] != "require":
         raise bad("starttls can only be 'require'")
     implicit = scheme == "smtps"
