@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import Run
 from sendkit import FAST, send, smtp, write_list
-from smtp_server import Recorder, Server, refuse_all
+from aiosmtpd.smtp import AuthResult
+from smtp_server import Recorder, Server, refuse_all, self_signed
 
 from utskick.delivery import Policy
 from utskick.journal import Journal
@@ -164,15 +165,56 @@ def test_slow_server_times_out_and_is_retried(project: Path) -> None:
 def test_authentication_failure_stops_and_marks_nobody_sent(project: Path, run: Run,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     write_list(project, 5)
-    with Server(Recorder(), authenticator=refuse_all, auth_require_tls=False) as server:
-        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}")
+    cert, tls = self_signed(project.parent)
+    with Server(Recorder(), authenticator=refuse_all, tls_context=tls, require_starttls=True) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}?starttls=require")
         monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "fel-lösenord-123")
+        monkeypatch.setenv("UTSKICK_SMTP_CAFILE", str(cert))
         result = run("send", "2026-12", "--list", "stor", "--yes")
     assert result.exit_code == 1
     assert "authentication failed" in result.output and "535" in result.output
     assert "fel-lösenord-123" not in result.output
     assert server.recorder.received == []
     assert journal_states(project) == {"pending": 5}
+
+
+def test_credentials_are_never_sent_over_plaintext(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 3)
+    tried: list[str] = []
+
+    def authenticator(server: object, session: object, envelope: object, mechanism: str, data: object) -> AuthResult:
+        tried.append(mechanism)
+        return AuthResult(success=True)
+
+    with Server(Recorder(), authenticator=authenticator, auth_require_tls=False) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}")
+        monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "hemligt-123")
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1 and "only ever sent over TLS" in result.output, result.output
+    assert tried == [] and server.recorder.received == []
+
+
+def test_starttls_verifies_against_the_ca_file(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UTSKICK_SMTP_CAFILE trusts a relay's own certificate; without it the same relay is refused."""
+    addresses = write_list(project, 3)
+    cert, tls = self_signed(project.parent)
+    with Server(Recorder(), tls_context=tls, require_starttls=True) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"{server.url}?starttls=require")
+        untrusted = run("send", "2026-12", "--list", "stor", "--yes")
+        assert untrusted.exit_code == 1 and "certificate" in untrusted.output.lower(), untrusted.output
+        assert server.recorder.received == []
+        monkeypatch.setenv("UTSKICK_SMTP_CAFILE", str(cert))
+        trusted = run("send", "2026-12", "--list", "stor", "--yes")
+        assert trusted.exit_code == 0, trusted.output
+    assert sorted(server.recorder.addresses()) == sorted(addresses)
+
+
+def test_an_unreadable_ca_file_is_named(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "inte-ett-cert.pem").write_text("hej\n", "utf-8")
+    monkeypatch.setenv("UTSKICK_SMTP_URL", "smtp://nyhetsbrev@smtp.example.se")
+    monkeypatch.setenv("UTSKICK_SMTP_CAFILE", "inte-ett-cert.pem")
+    result = run("send", "2026-12", "--dry-run")
+    assert result.exit_code == 1 and "inte-ett-cert.pem" in result.output and "UTSKICK_SMTP_CAFILE" in result.output
 
 
 def test_starttls_required_but_not_offered(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -158,6 +158,9 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     implicit = scheme == "smtps"
     starttls = not implicit and ("starttls" in query or not is_loopback(host))
     username = unquote(parts.username) if parts.username else None
+    if username and not (implicit or starttls):
+        raise bad("credentials are only ever sent over TLS, and this is plain SMTP: use smtps://, "
+                  "add ?starttls=require, or leave the user name out for a local relay")
     secret = password if password else (unquote(parts.password) if parts.password else None)
     return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret)
 
@@ -377,9 +380,21 @@ class MemoryTransport:
         return None
 
 
+def trusting(cafile: str) -> ssl.SSLContext:
+    """Verify the relay against these CA certificates instead of the system's (a relay with an
+    internal CA or a self-signed certificate): still verified, host name included."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "no PEM certificate in it"
+        raise UtskickError(Problem(f"UTSKICK_SMTP_CAFILE: cannot use it: {reason}", Path(cafile))) from None
+
+
 def from_environment(outbox: Path, sender: str) -> Transport:
-    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD) picks SMTP; without it, the outbox."""
+    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD, UTSKICK_SMTP_CAFILE) picks SMTP; without it, the outbox."""
     url = os.environ.get("UTSKICK_SMTP_URL", "").strip()
     if not url:
         return OutboxTransport(outbox)
-    return SmtpTransport(parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None), sender)
+    settings = parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None)
+    cafile = os.environ.get("UTSKICK_SMTP_CAFILE", "").strip()
+    return SmtpTransport(settings, sender, tls_context=trusting(cafile) if cafile else None)
