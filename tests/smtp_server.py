@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -89,6 +90,36 @@ class Recorder:
     def addresses(self) -> list[str]:
         with self.lock:
             return [r for r, _, _ in self.received]
+
+
+@contextmanager
+def unresponsive(greeting: bytes | None) -> Iterator[int]:
+    """A relay on 127.0.0.1 that takes connections and then says only `greeting` and hangs up,
+    or (None) never says anything at all. Yields its port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        stop = threading.Event()
+
+        def answer() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.sendall(greeting or b"")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        if greeting is not None:
+            thread.start()
+        try:
+            yield int(listener.getsockname()[1])
+        finally:
+            stop.set()
+            if greeting is not None:
+                thread.join()
 
 
 def self_signed(folder: Path) -> tuple[Path, ssl.SSLContext]:

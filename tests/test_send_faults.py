@@ -12,7 +12,7 @@ import pytest
 from conftest import Run
 from sendkit import FAST, send, smtp, write_list
 from aiosmtpd.smtp import AuthResult
-from smtp_server import Recorder, Server, refuse_all, self_signed
+from smtp_server import Recorder, Server, refuse_all, self_signed, unresponsive
 
 from utskick.delivery import Policy
 from utskick.journal import Journal
@@ -247,3 +247,15 @@ def test_rate_is_honoured_across_connections(project: Path) -> None:
         for j in range(i + 1, len(times)):
             # j - i + 1 messages arrived within times[j] - times[i]: at most one slot early (jitter).
             assert j - i <= rate * (times[j] - times[i]) + 1.5, (i, j)
+
+
+@pytest.mark.parametrize("greeting", [None, b"421 4.3.2 Too busy, try later\r\n"], ids=["silent", "busy"])
+def test_an_unresponsive_relay_stops_the_send_and_fails_nobody(project: Path, greeting: bytes | None) -> None:
+    write_list(project, 12)
+    with unresponsive(greeting) as port:
+        outcome = send(smtp(f"smtp://127.0.0.1:{port}", timeout=0.3))
+    assert outcome.exit_code == 1 and "could not be reached" in str(outcome.stopped)
+    assert outcome.counts.failed == 0
+    assert journal_states(project) == {"pending": 12}
+    with Server(Recorder()) as server:
+        assert send(smtp(server.url)).counts.sent == 12  # resumable

@@ -7,6 +7,9 @@ forgets them.
 What a reply means is decided in `transport.classify`; what it does to the send is decided here:
 
 * 4xx and dropped connections: back off (exponential, jittered) and retry, then `failed`;
+* a relay that cannot be reached (no greeting, 421 at the greeting, a timeout) is not the
+  recipient's fault: retried without counting against anyone, and more than `retries` such
+  failures in a row stop the send;
 * 5.1.x to RCPT: `bounced`, suppressed at the end of the run; a streak of them stops the send,
   because a relay that refuses everyone is not a list of bad addresses;
 * any other 5xx, 535, TLS, refused: stop at once, suppress nobody, leave the rest pending;
@@ -149,6 +152,7 @@ class Delivery:
         self.interrupted = False
         self.finished = 0
         self.streak: list[tuple[str, str]] = []
+        self.unreachable_streak = 0
 
     def stop(self, error: TransportError | None) -> None:
         if error is not None and self.stopped is None:
@@ -217,9 +221,18 @@ class Delivery:
                 self.record_move(state, "inflight")
                 committed, state = True, "inflight"
 
-            try:
-                if connection is None:
+            if connection is None:
+                try:
                     connection = await self.transport.connect()
+                except Temporary as e:
+                    if await self.unreachable(e):
+                        continue
+                    return None
+                except Fatal as e:
+                    self.stop(e)
+                    return None
+                self.unreachable_streak = 0
+            try:
                 reply = await connection.send(row.seq, sub.email, message, committing)
             except Bounced as e:
                 self.record(sub.key, state, "bounced", e.reply, attempt=not committed)
@@ -248,10 +261,22 @@ class Delivery:
             else:
                 self.record(sub.key, state, "sent", reply, attempt=False)
                 self.streak = []
+                self.unreachable_streak = 0
             self.finished += 1
             self.report()
             return connection
         return connection
+
+    async def unreachable(self, error: Temporary) -> bool:
+        """A connection that cannot be opened is the relay's trouble, not the recipient's: it counts
+        against the send, and too many in a row (no message accepted between) stop it, instead of
+        marking the whole list failed against a dead relay. True when the send may try again."""
+        self.unreachable_streak += 1
+        if self.unreachable_streak > self.policy.retries:
+            self.stop(Fatal(f"the relay could not be reached {self.unreachable_streak} times in a row "
+                            f"(last: {error.message})", stage="connect"))
+            return False
+        return await self.pause(self.policy.delay(self.unreachable_streak))
 
     def record_move(self, old: State, new: State) -> None:
         for s, delta in ((old, -1), (new, 1)):
