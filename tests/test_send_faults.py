@@ -100,11 +100,40 @@ def test_sender_refused_stops_everything_and_suppresses_nobody(project: Path, ru
 
 def test_a_streak_of_refused_recipients_stops_and_suppresses_nobody(project: Path) -> None:
     write_list(project, 20)
+    for _ in range(2):  # and again, the relay still unfixed: the put-back ones wait behind new ones
+        with Server(Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown")) as server:
+            outcome = send(smtp(server.url), policy=replace(FAST, concurrency=3))
+        assert outcome.exit_code == 1 and "in a row" in str(outcome.stopped)
+        assert outcome.suppressed == [] and unsubscribed(project) == []
+        assert journal_states(project) == {"pending": 20}
+
+
+def test_the_bounce_streak_message_is_one_sentence(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 10)
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s"), "utf-8")
     with Server(Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown")) as server:
-        outcome = send(smtp(server.url), policy=replace(FAST, concurrency=1))
-    assert outcome.exit_code == 1 and "in a row" in str(outcome.stopped)
-    assert outcome.suppressed == [] and unsubscribed(project) == []
-    assert journal_states(project) == {"pending": 20}
+        monkeypatch.setenv("UTSKICK_SMTP_URL", server.url)
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1
+    [line] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: stopped: 5 recipients in a row were refused as unknown addresses "
+                           "(last: 550 5.1.1 User unknown), so the relay may be refusing everyone")
+    assert line.count("run the same command") == 1 and "answered" not in line
+
+
+def test_five_dead_addresses_in_a_row_do_not_block_the_next_run(project: Path) -> None:
+    addresses = write_list(project, 12)
+    dead = set(addresses[2:7])
+    refusing = Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown" if a in dead else None)
+    with Server(refusing) as server:
+        first = send(smtp(server.url), policy=replace(FAST, concurrency=1))
+        assert first.exit_code == 1 and unsubscribed(project) == []
+        second = send(smtp(server.url), policy=replace(FAST, concurrency=1))
+    assert second.exit_code == 0, second.stopped
+    assert (second.counts.sent, second.counts.bounced) == (7, 5)
+    assert sorted(server.recorder.addresses()) == sorted(a for a in addresses if a not in dead)
+    assert sorted(r["email"] for r in unsubscribed(project)) == sorted(dead)
 
 
 def test_421_and_dropped_connections_reconnect(project: Path) -> None:

@@ -170,6 +170,13 @@ def _enhanced(message: str) -> tuple[int, int, int] | None:
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
+def refused_address(reply: str) -> bool:
+    """Whether a recorded reply ('550 5.1.1 …') refused the recipient's address itself."""
+    code, _, message = reply.partition(" ")
+    enhanced = _enhanced(message)
+    return code.startswith("5") and enhanced is not None and enhanced[:2] == (5, 1)
+
+
 def classify(code: int, message: str, stage: Stage, recipient: str | None) -> TransportError:
     """What a non-success reply means for the send (RFC 5321 and RFC 3463 codes)."""
     if 400 <= code < 500:

@@ -129,7 +129,9 @@ def _summary(outcome: delivery.Outcome) -> None:
         click.echo(f"uncertain (the message was sent but the server's answer was lost): "
                    f"{', '.join(r.email for r in outcome.uncertain)}; check with them, or run again with "
                    "--resend-uncertain")
-    if outcome.stopped is not None:
+    if isinstance(outcome.stopped, delivery.BounceStreak):
+        click.echo(f"error: stopped: {outcome.stopped.message}", err=True)
+    elif outcome.stopped is not None:
         e = outcome.stopped
         who = f" (at {e.recipient})" if e.recipient else ""
         what = f"the server answered {e.reply}" if e.code else e.message
