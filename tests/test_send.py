@@ -232,3 +232,20 @@ def test_a_password_with_reserved_characters_is_never_echoed(project: Path, run:
     assert "UTSKICK_SMTP_URL" in result.output and "%-encoded" in result.output
     for part in re.split(r"[#/?=:]", password):
         assert part not in result.output, result.output
+
+
+def test_status_and_send_agree_after_members_leave_mid_send(project: Path, run: Run,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from smtp_server import Recorder
+
+    unthrottled(project)
+    with Server(Recorder(on_mail=lambda a: "550 5.7.60 not allowed to send as this sender")) as refusing:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", refusing.url)
+        assert run("send", "2026-12", "--yes").exit_code == 1  # stopped: all four still pending
+    members = project / "subscribers" / "medlemmar.csv"
+    members.write_text("".join(line for line in members.read_text("utf-8").splitlines(keepends=True)
+                               if not line.startswith("johan.nilsson")), "utf-8")
+    assert run("unsubscribe", "anna.lind@bjorkvik.example").exit_code == 0
+    status = run("status", "2026-12")
+    assert "remaining 2 · no longer on the lists 2" in status.output, status.output
+    assert "Recipients: 2 (2 to send" in run("send", "2026-12", "--dry-run").output
