@@ -249,3 +249,13 @@ def test_status_and_send_agree_after_members_leave_mid_send(project: Path, run: 
     status = run("status", "2026-12")
     assert "remaining 2 · no longer on the lists 2" in status.output, status.output
     assert "Recipients: 2 (2 to send" in run("send", "2026-12", "--dry-run").output
+
+
+def test_check_warns_when_the_secret_lives_on_this_computer_only(project: Path, run: Run,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "secret lives on this computer only" not in run("check", "2026-12").output  # UTSKICK_SECRET set
+    monkeypatch.delenv("UTSKICK_SECRET")
+    result = run("check", "2026-12")
+    assert result.exit_code == 0
+    assert (".utskick/secret: warning: the secret lives on this computer only: copy .utskick/secret "
+            "or set UTSKICK_SECRET on every computer that sends") in result.output, result.output
