@@ -259,3 +259,33 @@ def test_check_warns_when_the_secret_lives_on_this_computer_only(project: Path, 
     assert result.exit_code == 0
     assert (".utskick/secret: warning: the secret lives on this computer only: copy .utskick/secret "
             "or set UTSKICK_SECRET on every computer that sends") in result.output, result.output
+
+
+def test_ctrl_c_at_the_prompt_exits_130(project: Path) -> None:
+    """On a real terminal (a pty): Ctrl-C at y/N sends nothing and exits 130, not 'Aborted!' and 1."""
+    import os
+    import pty
+    import select
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command on a terminal
+        os.execv(sys.executable, [sys.executable, "-m", "utskick", "send", "2026-12"])
+    output = b""
+    while b"Send to" not in output:
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, output
+        output += os.read(fd, 4096)
+    os.write(fd, b"\x03")  # the terminal turns it into SIGINT
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130, output
+    assert b"Aborted!" not in output and b"interrupted" in output
+    assert not (project / "outbox").exists() and not (project / ".utskick" / "utskick.db").exists()

@@ -67,7 +67,11 @@ def _confirm(yes: bool, question: str) -> bool:
         return True
     if not sys.stdin.isatty():
         raise UtskickError(Problem("no terminal to confirm on: add --yes to send without asking"))
-    return click.confirm(question, default=False, err=True)
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.Abort:
+        # Ctrl-C (or end of input) at the prompt: nothing was sent; exit 130 like any Ctrl-C.
+        raise KeyboardInterrupt from None
 
 
 @cli.command()
