@@ -195,3 +195,97 @@ def test_recorder_server_is_real(server: Server) -> None:
     assert server.recorder.addresses() == ["c@d.se"]
 
 
+
+def test_dry_run_with_test_addresses_sends_nothing(project: Path, run: Run, server: Server) -> None:
+    result = run("send", "2026-12", "--dry-run", "--test", "kollega@sjolandet.example", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "kollega@sjolandet.example" in result.output and "KB per recipient" in result.output
+    assert "dry run: nothing was sent" in result.output
+    assert server.recorder.received == []
+
+
+def test_a_token_resolves_after_its_member_left_the_list(project: Path, run: Run) -> None:
+    """Last month's link still works: tokens resolve against the journal too."""
+    assert run("send", "2026-12", "--yes").exit_code == 0  # to the outbox: the journal has everyone
+    members = project / "subscribers" / "medlemmar.csv"
+    members.write_text("".join(line for line in members.read_text("utf-8").splitlines(keepends=True)
+                               if not line.startswith("johan.nilsson")), "utf-8")
+    result = run("unsubscribe", token(b"test-secret", "johan.nilsson@granholm.example"))
+    assert result.exit_code == 0, result.output
+    assert "unsubscribed johan.nilsson@granholm.example" in result.output
+
+
+def test_tokens_resolve_without_a_journal(project: Path, run: Run) -> None:
+    result = run("unsubscribe", token(b"test-secret", "anna.lind@bjorkvik.example"))
+    assert result.exit_code == 0 and "unsubscribed anna.lind@bjorkvik.example" in result.output
+    assert not (project / ".utskick" / "utskick.db").exists()  # resolving never creates it
+
+
+@pytest.mark.parametrize("password", ["Hem#lig99", "Sol/Vind42", "Tak?Ko=Mu", "Ek:Lind#Al", "Gran/443"])
+def test_a_password_with_reserved_characters_is_never_echoed(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
+                                                            password: str) -> None:
+    import re
+
+    monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev:{password}@smtp.example.se:587")
+    result = run("send", "2026-12", "--dry-run")
+    assert result.exit_code == 1
+    assert "UTSKICK_SMTP_URL" in result.output and "%-encoded" in result.output
+    for part in re.split(r"[#/?=:]", password):
+        assert part not in result.output, result.output
+
+
+def test_status_and_send_agree_after_members_leave_mid_send(project: Path, run: Run,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from smtp_server import Recorder
+
+    unthrottled(project)
+    with Server(Recorder(on_mail=lambda a: "550 5.7.60 not allowed to send as this sender")) as refusing:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", refusing.url)
+        assert run("send", "2026-12", "--yes").exit_code == 1  # stopped: all four still pending
+    members = project / "subscribers" / "medlemmar.csv"
+    members.write_text("".join(line for line in members.read_text("utf-8").splitlines(keepends=True)
+                               if not line.startswith("johan.nilsson")), "utf-8")
+    assert run("unsubscribe", "anna.lind@bjorkvik.example").exit_code == 0
+    status = run("status", "2026-12")
+    assert "remaining 2 · no longer on the lists 2" in status.output, status.output
+    assert "Recipients: 2 (2 to send" in run("send", "2026-12", "--dry-run").output
+
+
+def test_check_warns_when_the_secret_lives_on_this_computer_only(project: Path, run: Run,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "secret lives on this computer only" not in run("check", "2026-12").output  # UTSKICK_SECRET set
+    monkeypatch.delenv("UTSKICK_SECRET")
+    result = run("check", "2026-12")
+    assert result.exit_code == 0
+    assert (".utskick/secret: warning: the secret lives on this computer only: copy .utskick/secret "
+            "or set UTSKICK_SECRET on every computer that sends") in result.output, result.output
+
+
+def test_ctrl_c_at_the_prompt_exits_130(project: Path) -> None:
+    """On a real terminal (a pty): Ctrl-C at y/N sends nothing and exits 130, not 'Aborted!' and 1."""
+    import os
+    import pty
+    import select
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command on a terminal
+        os.execv(sys.executable, [sys.executable, "-m", "utskick", "send", "2026-12"])
+    output = b""
+    while b"Send to" not in output:
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, output
+        output += os.read(fd, 4096)
+    os.write(fd, b"\x03")  # the terminal turns it into SIGINT
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130, output
+    assert b"Aborted!" not in output and b"interrupted" in output
+    assert not (project / "outbox").exists() and not (project / ".utskick" / "utskick.db").exists()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import Run
 from sendkit import FAST, send, smtp, write_list
-from smtp_server import Recorder, Server, refuse_all
+from aiosmtpd.smtp import AuthResult
+from smtp_server import Recorder, Server, refuse_all, self_signed, unresponsive
 
 from utskick.delivery import Policy
 from utskick.journal import Journal
@@ -99,11 +100,40 @@ def test_sender_refused_stops_everything_and_suppresses_nobody(project: Path, ru
 
 def test_a_streak_of_refused_recipients_stops_and_suppresses_nobody(project: Path) -> None:
     write_list(project, 20)
+    for _ in range(2):  # and again, the relay still unfixed: the put-back ones wait behind new ones
+        with Server(Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown")) as server:
+            outcome = send(smtp(server.url), policy=replace(FAST, concurrency=3))
+        assert outcome.exit_code == 1 and "in a row" in str(outcome.stopped)
+        assert outcome.suppressed == [] and unsubscribed(project) == []
+        assert journal_states(project) == {"pending": 20}
+
+
+def test_the_bounce_streak_message_is_one_sentence(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 10)
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s"), "utf-8")
     with Server(Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown")) as server:
-        outcome = send(smtp(server.url), policy=replace(FAST, concurrency=1))
-    assert outcome.exit_code == 1 and "in a row" in str(outcome.stopped)
-    assert outcome.suppressed == [] and unsubscribed(project) == []
-    assert journal_states(project) == {"pending": 20}
+        monkeypatch.setenv("UTSKICK_SMTP_URL", server.url)
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1
+    [line] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: stopped: 5 recipients in a row were refused as unknown addresses "
+                           "(last: 550 5.1.1 User unknown), so the relay may be refusing everyone")
+    assert line.count("run the same command") == 1 and "answered" not in line
+
+
+def test_five_dead_addresses_in_a_row_do_not_block_the_next_run(project: Path) -> None:
+    addresses = write_list(project, 12)
+    dead = set(addresses[2:7])
+    refusing = Recorder(on_rcpt=lambda a: "550 5.1.1 User unknown" if a in dead else None)
+    with Server(refusing) as server:
+        first = send(smtp(server.url), policy=replace(FAST, concurrency=1))
+        assert first.exit_code == 1 and unsubscribed(project) == []
+        second = send(smtp(server.url), policy=replace(FAST, concurrency=1))
+    assert second.exit_code == 0, second.stopped
+    assert (second.counts.sent, second.counts.bounced) == (7, 5)
+    assert sorted(server.recorder.addresses()) == sorted(a for a in addresses if a not in dead)
+    assert sorted(r["email"] for r in unsubscribed(project)) == sorted(dead)
 
 
 def test_421_and_dropped_connections_reconnect(project: Path) -> None:
@@ -164,15 +194,56 @@ def test_slow_server_times_out_and_is_retried(project: Path) -> None:
 def test_authentication_failure_stops_and_marks_nobody_sent(project: Path, run: Run,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     write_list(project, 5)
-    with Server(Recorder(), authenticator=refuse_all, auth_require_tls=False) as server:
-        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}")
+    cert, tls = self_signed(project.parent)
+    with Server(Recorder(), authenticator=refuse_all, tls_context=tls, require_starttls=True) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}?starttls=require")
         monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "fel-lösenord-123")
+        monkeypatch.setenv("UTSKICK_SMTP_CAFILE", str(cert))
         result = run("send", "2026-12", "--list", "stor", "--yes")
     assert result.exit_code == 1
     assert "authentication failed" in result.output and "535" in result.output
     assert "fel-lösenord-123" not in result.output
     assert server.recorder.received == []
     assert journal_states(project) == {"pending": 5}
+
+
+def test_credentials_are_never_sent_over_plaintext(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 3)
+    tried: list[str] = []
+
+    def authenticator(server: object, session: object, envelope: object, mechanism: str, data: object) -> AuthResult:
+        tried.append(mechanism)
+        return AuthResult(success=True)
+
+    with Server(Recorder(), authenticator=authenticator, auth_require_tls=False) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}")
+        monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "hemligt-123")
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1 and "only ever sent over TLS" in result.output, result.output
+    assert tried == [] and server.recorder.received == []
+
+
+def test_starttls_verifies_against_the_ca_file(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UTSKICK_SMTP_CAFILE trusts a relay's own certificate; without it the same relay is refused."""
+    addresses = write_list(project, 3)
+    cert, tls = self_signed(project.parent)
+    with Server(Recorder(), tls_context=tls, require_starttls=True) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", f"{server.url}?starttls=require")
+        untrusted = run("send", "2026-12", "--list", "stor", "--yes")
+        assert untrusted.exit_code == 1 and "certificate" in untrusted.output.lower(), untrusted.output
+        assert server.recorder.received == []
+        monkeypatch.setenv("UTSKICK_SMTP_CAFILE", str(cert))
+        trusted = run("send", "2026-12", "--list", "stor", "--yes")
+        assert trusted.exit_code == 0, trusted.output
+    assert sorted(server.recorder.addresses()) == sorted(addresses)
+
+
+def test_an_unreadable_ca_file_is_named(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "inte-ett-cert.pem").write_text("hej\n", "utf-8")
+    monkeypatch.setenv("UTSKICK_SMTP_URL", "smtp://nyhetsbrev@smtp.example.se")
+    monkeypatch.setenv("UTSKICK_SMTP_CAFILE", "inte-ett-cert.pem")
+    result = run("send", "2026-12", "--dry-run")
+    assert result.exit_code == 1 and "inte-ett-cert.pem" in result.output and "UTSKICK_SMTP_CAFILE" in result.output
 
 
 def test_starttls_required_but_not_offered(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,3 +276,15 @@ def test_rate_is_honoured_across_connections(project: Path) -> None:
         for j in range(i + 1, len(times)):
             # j - i + 1 messages arrived within times[j] - times[i]: at most one slot early (jitter).
             assert j - i <= rate * (times[j] - times[i]) + 1.5, (i, j)
+
+
+@pytest.mark.parametrize("greeting", [None, b"421 4.3.2 Too busy, try later\r\n"], ids=["silent", "busy"])
+def test_an_unresponsive_relay_stops_the_send_and_fails_nobody(project: Path, greeting: bytes | None) -> None:
+    write_list(project, 12)
+    with unresponsive(greeting) as port:
+        outcome = send(smtp(f"smtp://127.0.0.1:{port}", timeout=0.3))
+    assert outcome.exit_code == 1 and "could not be reached" in str(outcome.stopped)
+    assert outcome.counts.failed == 0
+    assert journal_states(project) == {"pending": 12}
+    with Server(Recorder()) as server:
+        assert send(smtp(server.url)).counts.sent == 12  # resumable

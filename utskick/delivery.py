@@ -7,6 +7,9 @@ forgets them.
 What a reply means is decided in `transport.classify`; what it does to the send is decided here:
 
 * 4xx and dropped connections: back off (exponential, jittered) and retry, then `failed`;
+* a relay that cannot be reached (no greeting, 421 at the greeting, a timeout) is not the
+  recipient's fault: retried without counting against anyone, and more than `retries` such
+  failures in a row stop the send;
 * 5.1.x to RCPT: `bounced`, suppressed at the end of the run; a streak of them stops the send,
   because a relay that refuses everyone is not a list of bad addresses;
 * any other 5xx, 535, TLS, refused: stop at once, suppress nobody, leave the rest pending;
@@ -32,10 +35,14 @@ from .load import Project
 from .message import MessageTemplate
 from .model import Sending
 from .subscribers import Subscriber, normalise, secret, token
-from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError
+from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError, refused_address
 
 BOUNCE_STREAK = 5
 """This many 5.1.x refusals in a row stop the send: the relay, not the list, is probably wrong."""
+
+
+class BounceStreak(Fatal):
+    """A streak of unknown-address refusals stopped the send; the message says how to go on."""
 
 
 def lists_for(issue_lists: Iterable[str], chosen: Iterable[str], where: Path) -> tuple[str, ...]:
@@ -149,6 +156,7 @@ class Delivery:
         self.interrupted = False
         self.finished = 0
         self.streak: list[tuple[str, str]] = []
+        self.unreachable_streak = 0
 
     def stop(self, error: TransportError | None) -> None:
         if error is not None and self.stopped is None:
@@ -173,6 +181,9 @@ class Delivery:
             self.on_progress(self.counts, self.finished)
 
     async def produce(self, recipients: Iterable[Subscriber], queue: asyncio.Queue[tuple[Subscriber, Row] | None]) -> None:
+        """Queue who is left; those a bounce streak put back go last, after the relay has shown
+        whether it accepts the others (a few dead addresses in a row must not block every run)."""
+        deferred: list[tuple[Subscriber, Row]] = []
         try:
             for sub in recipients:
                 if self.stopping.is_set():
@@ -182,7 +193,14 @@ class Delivery:
                     continue
                 if row.state == "inflight" and not self.resend:
                     continue
+                if row.state == "pending" and refused_address(row.reply):
+                    deferred.append((sub, row))
+                    continue
                 await queue.put((sub, row))
+            for item in deferred:
+                if self.stopping.is_set():
+                    break
+                await queue.put(item)
         finally:
             for _ in range(self.policy.concurrency):
                 await queue.put(None)
@@ -217,13 +235,24 @@ class Delivery:
                 self.record_move(state, "inflight")
                 committed, state = True, "inflight"
 
-            try:
-                if connection is None:
+            if connection is None:
+                try:
                     connection = await self.transport.connect()
+                except Temporary as e:
+                    if await self.unreachable(e):
+                        continue
+                    return None
+                except Fatal as e:
+                    self.stop(e)
+                    return None
+                self.unreachable_streak = 0
+            try:
                 reply = await connection.send(row.seq, sub.email, message, committing)
             except Bounced as e:
                 self.record(sub.key, state, "bounced", e.reply, attempt=not committed)
-                self.bounced(sub.key, e)
+                # Refused on an earlier run too, and the relay has accepted others: a real bounce.
+                if not (refused_address(row.reply) and self.counts.sent > 0):
+                    self.bounced(sub.key, e)
             except Temporary as e:
                 if e.reconnect and connection is not None:
                     await connection.close()
@@ -248,10 +277,22 @@ class Delivery:
             else:
                 self.record(sub.key, state, "sent", reply, attempt=False)
                 self.streak = []
+                self.unreachable_streak = 0
             self.finished += 1
             self.report()
             return connection
         return connection
+
+    async def unreachable(self, error: Temporary) -> bool:
+        """A connection that cannot be opened is the relay's trouble, not the recipient's: it counts
+        against the send, and too many in a row (no message accepted between) stop it, instead of
+        marking the whole list failed against a dead relay. True when the send may try again."""
+        self.unreachable_streak += 1
+        if self.unreachable_streak > self.policy.retries:
+            self.stop(Fatal(f"the relay could not be reached {self.unreachable_streak} times in a row "
+                            f"(last: {error.message})", stage="connect"))
+            return False
+        return await self.pause(self.policy.delay(self.unreachable_streak))
 
     def record_move(self, old: State, new: State) -> None:
         for s, delta in ((old, -1), (new, 1)):
@@ -259,16 +300,22 @@ class Delivery:
             setattr(self.counts, name, getattr(self.counts, name) + delta)
 
     def bounced(self, key: str, error: Bounced) -> None:
+        """Count a bounce towards the streak; a streak puts all of its bounces back to pending
+        (and so does every bounce still in flight once it has stopped the send)."""
         self.streak.append((key, error.reply))
-        if len(self.streak) >= self.policy.bounce_streak:
-            # Not a bad address but a relay refusing everyone: take the bounces back.
-            for k, reply in self.streak:
-                self.record(k, "bounced", "pending", reply, attempt=False)
-                self.finished -= 1
-            self.stop(Fatal(f"{len(self.streak)} recipients in a row were refused ({error.reply}); "
-                            "the relay may be refusing everyone: check it, then run the same command",
-                            code=error.code, stage="rcpt"))
-            self.streak = []
+        stopped = isinstance(self.stopped, BounceStreak)
+        if not stopped and len(self.streak) < self.policy.bounce_streak:
+            return
+        for k, reply in self.streak:
+            self.record(k, "bounced", "pending", reply, attempt=False)
+            self.finished -= 1
+        if not stopped:
+            self.stop(BounceStreak(
+                f"{len(self.streak)} recipients in a row were refused as unknown addresses (last: {error.reply}), "
+                "so the relay may be refusing everyone: check it, then run the same command to resume; "
+                "on that run these addresses go last, and those refused again are recorded as bounced",
+                stage="rcpt"))
+        self.streak = []
 
 
 async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:

@@ -182,3 +182,21 @@ class Journal:
                                              (issue,))]
         finally:
             db.close()
+
+
+def keys_ever(state_dir: Path) -> list[str]:
+    """Every recipient ever entered, for any issue and transport, without opening it for writing.
+
+    An unsubscribe link in an old issue names someone we mailed, who may have left the lists
+    since: resolving tokens must find them here. No journal yet: nobody.
+    """
+    path = state_dir / DB_NAME
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        return [k for (k,) in db.execute("SELECT DISTINCT key FROM delivery")]
+    except sqlite3.OperationalError:  # a journal created but never written: no table yet
+        return []
+    finally:
+        db.close()

@@ -85,6 +85,15 @@ def secret(state_dir: Path) -> bytes:
     return value
 
 
+def secret_warnings(state_dir: Path) -> list[Problem]:
+    """Without UTSKICK_SECRET the secret is `.utskick/secret` on this computer: a send from another
+    computer would sign other tokens, and old links would resolve to nobody."""
+    if os.environ.get("UTSKICK_SECRET"):
+        return []
+    return [Problem("the secret lives on this computer only: copy .utskick/secret or set UTSKICK_SECRET "
+                    "on every computer that sends", state_dir / "secret", severity="warning")]
+
+
 def token(key: bytes, address_key: str) -> str:
     """An opaque, unforgeable unsubscribe token: no address ever appears in a URL."""
     return signer(key)(address_key)

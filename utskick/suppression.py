@@ -15,6 +15,7 @@ from pathlib import Path
 from .csvfile import format_row, read_table
 from .errors import Problem, UtskickError
 from .files import locked, write_atomic
+from .journal import keys_ever
 from .load import Project
 from .subscribers import (
     ADDRESS_COLUMNS, DATE_COLUMNS, REASON_COLUMNS, TOKEN_COLUMNS, address_column, list_paths, load_list,
@@ -77,7 +78,7 @@ def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str])
     """Tokens back to keys, by signing every candidate key: ({token: key}, tokens not found).
 
     Tokens are one-way on purpose (no address in any URL), so the only way back is to sign
-    everyone we know: the lists and the suppression list here, the send journal for `send`.
+    everyone we know (`known_keys`).
     """
     asked = list(dict.fromkeys(tokens))
     wanted = set(asked)
@@ -93,10 +94,12 @@ def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str])
 
 
 def known_keys(project: Project) -> Iterator[str]:
-    """Everyone a token could belong to here: every list, then the suppression list."""
+    """Everyone a token could belong to here: every list, the suppression list, then everyone the
+    send journal has ever entered (a member who left a list may click last month's link)."""
     for path in list_paths(project).values():
         yield from (s.key for s in load_list(path).subscribers)
     yield from load_suppressed(suppression_path(project))[0]
+    yield from keys_ever(project.state_dir)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def unsubscribe(project: Project, requests: Sequence[Request], reason: str = "")
         found, missing = resolve_tokens(secret(project.state_dir), tokens, known_keys(project))
         for key in found.values():
             emails.setdefault(key, key)
-        problems += [tokens[t].problem(f"token {show(t)} belongs to nobody on any list or the suppression list") for t in missing]
+        problems += [tokens[t].problem(f"token {show(t)} belongs to nobody on any list, the suppression list or the send journal") for t in missing]
     added = suppress(project, [(e, reason) for e in emails.values()])
     new = set(added)
     return Unsubscribed(added, [e for e in emails.values() if e not in new], problems)

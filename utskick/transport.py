@@ -129,11 +129,20 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     def bad(msg: str) -> UtskickError:
         return UtskickError(Problem(f"UTSKICK_SMTP_URL: {msg}"))
 
+    # A password with '#', '/' or '?' in it ends the host part early, so what follows the host
+    # may be part of the password: no message here quotes any piece of the URL.
+    unreadable = bad("cannot be read as smtp://user:password@host:port; characters such as # / ? @ : "
+                     "in the user name or password must be %-encoded (# as %23, / as %2F, ? as %3F, "
+                     "@ as %40, : as %3A), or put the password in UTSKICK_SMTP_PASSWORD instead")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
-    except ValueError as e:
-        raise bad(f"not a valid URL ({e})") from None
+    except ValueError:
+        if "@" in url:
+            raise unreadable from None
+        raise bad("the port must be a number from 0 to 65535") from None
+    if parts.fragment or parts.path not in ("", "/") or "@" in parts.query:
+        raise unreadable
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps"):
         raise bad("must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)")
@@ -143,12 +152,15 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     query = parse_qs(parts.query)
     unknown = set(query) - {"starttls"}
     if unknown:
-        raise bad(f"unknown option {sorted(unknown)[0]!r} (only ?starttls=require)")
+        raise bad("unknown option after '?' (the only one is ?starttls=require)")
     if query.get("starttls", ["require"])[-1] != "require":
         raise bad("starttls can only be 'require'")
     implicit = scheme == "smtps"
     starttls = not implicit and ("starttls" in query or not is_loopback(host))
     username = unquote(parts.username) if parts.username else None
+    if username and not (implicit or starttls):
+        raise bad("credentials are only ever sent over TLS, and this is plain SMTP: use smtps://, "
+                  "add ?starttls=require, or leave the user name out for a local relay")
     secret = password if password else (unquote(parts.password) if parts.password else None)
     return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret)
 
@@ -156,6 +168,13 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
 def _enhanced(message: str) -> tuple[int, int, int] | None:
     m = ENHANCED_RE.match(message)
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def refused_address(reply: str) -> bool:
+    """Whether a recorded reply ('550 5.1.1 …') refused the recipient's address itself."""
+    code, _, message = reply.partition(" ")
+    enhanced = _enhanced(message)
+    return code.startswith("5") and enhanced is not None and enhanced[:2] == (5, 1)
 
 
 def classify(code: int, message: str, stage: Stage, recipient: str | None) -> TransportError:
@@ -368,9 +387,21 @@ class MemoryTransport:
         return None
 
 
+def trusting(cafile: str) -> ssl.SSLContext:
+    """Verify the relay against these CA certificates instead of the system's (a relay with an
+    internal CA or a self-signed certificate): still verified, host name included."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "no PEM certificate in it"
+        raise UtskickError(Problem(f"UTSKICK_SMTP_CAFILE: cannot use it: {reason}", Path(cafile))) from None
+
+
 def from_environment(outbox: Path, sender: str) -> Transport:
-    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD) picks SMTP; without it, the outbox."""
+    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD, UTSKICK_SMTP_CAFILE) picks SMTP; without it, the outbox."""
     url = os.environ.get("UTSKICK_SMTP_URL", "").strip()
     if not url:
         return OutboxTransport(outbox)
-    return SmtpTransport(parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None), sender)
+    settings = parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None)
+    cafile = os.environ.get("UTSKICK_SMTP_CAFILE", "").strip()
+    return SmtpTransport(settings, sender, tls_context=trusting(cafile) if cafile else None)

@@ -88,7 +88,7 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     """
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
-    problems = list(rendered.problems)
+    problems = list(rendered.problems) + subs.secret_warnings(project.state_dir)
     if lists or doc.model.lists:
         problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
     report(problems)

@@ -25,9 +25,36 @@ from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
 
 
-def summary_line(counts: Counts) -> str:
+def summary_line(counts: Counts, gone: int = 0) -> str:
     return (f"sent {counts.sent} · bounced {counts.bounced} · failed {counts.failed} · "
-            f"uncertain {counts.uncertain} · remaining {counts.pending}")
+            f"uncertain {counts.uncertain} · remaining {counts.pending}"
+            + (f" · no longer on the lists {gone}" if gone else ""))
+
+
+def _still_listed(project: Project) -> set[str] | None:
+    """Everyone on any list and not suppressed; None when a list cannot be read (then nobody is
+    taken for gone). Without a key: `status` must not create the secret."""
+    try:
+        lists = [subs.load_list(path) for path in subs.list_paths(project).values()]
+    except UtskickError:
+        return None
+    suppressed, _ = subs.load_suppressed(subs.suppression_path(project))
+    return {s.key for s in subs.merge(lists, suppressed).subscribers}
+
+
+def _standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
+    """The journal's counts, with those not yet sent who have since left the lists (or been
+    suppressed) counted apart: `send` will not mail them, so they are not "remaining"."""
+    counts = journal.counts()
+    if listed is None:
+        return counts, 0
+    gone = 0
+    for row in journal.rows("pending", "failed", "inflight"):
+        if row.key not in listed:
+            name = row.shown_state
+            setattr(counts, name, getattr(counts, name) - 1)
+            gone += 1
+    return counts, gone
 
 
 class RateColumn(ProgressColumn):
@@ -40,7 +67,11 @@ def _confirm(yes: bool, question: str) -> bool:
         return True
     if not sys.stdin.isatty():
         raise UtskickError(Problem("no terminal to confirm on: add --yes to send without asking"))
-    return click.confirm(question, default=False, err=True)
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.Abort:
+        # Ctrl-C (or end of input) at the prompt: nothing was sent; exit 130 like any Ctrl-C.
+        raise KeyboardInterrupt from None
 
 
 @cli.command()
@@ -72,7 +103,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     recipients = subs.recipients(project, chosen).subscribers
     slug = rendered.slug
     if tests:
-        _send_tests(project, rendered, recipients, tests, yes)
+        _send_tests(project, rendered, recipients, tests, yes, dry_run)
         return
     template = MessageTemplate.of(rendered)
     outbox = project.outbox_dir / slug
@@ -129,7 +160,9 @@ def _summary(outcome: delivery.Outcome) -> None:
         click.echo(f"uncertain (the message was sent but the server's answer was lost): "
                    f"{', '.join(r.email for r in outcome.uncertain)}; check with them, or run again with "
                    "--resend-uncertain")
-    if outcome.stopped is not None:
+    if isinstance(outcome.stopped, delivery.BounceStreak):
+        click.echo(f"error: stopped: {outcome.stopped.message}", err=True)
+    elif outcome.stopped is not None:
         e = outcome.stopped
         who = f" (at {e.recipient})" if e.recipient else ""
         what = f"the server answered {e.reply}" if e.code else e.message
@@ -139,7 +172,7 @@ def _summary(outcome: delivery.Outcome) -> None:
 
 
 def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscriber], tests: tuple[str, ...],
-                yes: bool) -> None:
+                yes: bool, dry_run: bool) -> None:
     if not recipients:
         raise UtskickError(Problem("the lists have no recipients to take a name from"))
     first = recipients[0]
@@ -149,6 +182,10 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
     click.echo(f"To:         {', '.join(tests)}")
     click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
+    if dry_run:
+        click.echo(f"Message:    {len(template.render(first)) / 1024:.1f} KB per recipient")
+        click.echo("dry run: nothing was sent")
+        return
     if not _confirm(yes, "Send the test?"):
         click.echo("not sent", err=True)
         return
@@ -172,9 +209,10 @@ def status(obj: Context, issue: str, report: Path | None) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["transport", "email", "state", "attempts", "last_reply", "updated"])
+    listed = _still_listed(project) if kinds else None
     for kind in kinds:
         with Journal.open(project.state_dir, slug, kind) as journal:
-            click.echo(f"{slug} via {kind}: {summary_line(journal.counts())}")
+            click.echo(f"{slug} via {kind}: {summary_line(*_standing(journal, listed))}")
             for row in journal.rows():
                 writer.writerow([kind, row.email, row.shown_state, row.attempts, row.reply, row.updated])
     if report is not None:
