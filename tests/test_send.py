@@ -289,3 +289,32 @@ def test_ctrl_c_at_the_prompt_exits_130(project: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 130, output
     assert b"Aborted!" not in output and b"interrupted" in output
     assert not (project / "outbox").exists() and not (project / ".utskick" / "utskick.db").exists()
+
+
+def test_one_bad_test_address_sends_nothing(project: Path, run: Run, server: Server) -> None:
+    result = run("send", "2026-12", "--test", "ok@sjolandet.example", "--test", "trasig@", "--yes")
+    assert result.exit_code == 1
+    assert "--test trasig@: not a valid address" in result.output
+    assert server.recorder.received == []
+
+
+def test_bounces_a_killed_run_left_in_the_journal_are_suppressed_next_time(project: Path, run: Run) -> None:
+    assert run("send", "2026-12", "--yes").exit_code == 0
+    # As if the run had been killed after recording a bounce but before suppressing it.
+    db = sqlite3.connect(project / ".utskick" / "utskick.db")
+    with db:
+        db.execute("UPDATE delivery SET state = 'bounced', reply = '550 5.1.1 no such user' WHERE email = ?",
+                   ("maria.oberg@lindas.example",))
+    db.close()
+    result = run("send", "2026-12", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "bounced and added to subscribers/unsubscribed.csv: maria.oberg@lindas.example" in result.output
+    assert "nothing left to send" in result.output
+    rows = list(csv.DictReader((project / "subscribers" / "unsubscribed.csv").open(encoding="utf-8")))
+    assert [(r["email"], r["reason"]) for r in rows] == [("maria.oberg@lindas.example", "bounced: 550 5.1.1 no such user")]
+
+
+def test_status_of_no_such_issue_is_a_located_error(project: Path, run: Run) -> None:
+    result = run("status", "2031-01")
+    assert result.exit_code == 1
+    assert "issues/2031-01.yaml: error: file not found" in result.output

@@ -90,6 +90,7 @@ def test_sender_refused_stops_everything_and_suppresses_nobody(project: Path, ru
         result = run("send", "2026-12", "--list", "stor", "--yes")
     assert result.exit_code == 1
     assert "stopped: the server answered 550 5.7.60" in result.output and "run the same command" in result.output
+    assert "(at " not in result.output  # the sender was refused, not a recipient
     assert refusing.received == [] and unsubscribed(project) == []
     assert journal_states(project) == {"pending": 10}
     with Server(Recorder()) as fixed:
@@ -202,6 +203,7 @@ def test_authentication_failure_stops_and_marks_nobody_sent(project: Path, run: 
         result = run("send", "2026-12", "--list", "stor", "--yes")
     assert result.exit_code == 1
     assert "authentication failed" in result.output and "535" in result.output
+    assert "answered 535" not in result.output and result.output.count("535") == 1
     assert "fel-lösenord-123" not in result.output
     assert server.recorder.received == []
     assert journal_states(project) == {"pending": 5}

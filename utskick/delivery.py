@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from .journal import Counts, Journal, Row, State
 from .load import Project
 from .message import MessageTemplate
 from .model import Sending
-from .subscribers import Subscriber, normalise, secret, token
+from .subscribers import Subscriber, secret, token
 from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError, refused_address
 
 BOUNCE_STREAK = 5
@@ -367,14 +366,20 @@ def send(project: Project, template: MessageTemplate, transport: Transport, reci
             asyncio.run(_run(delivery, recipients))
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
-        bounced = [(r.email, f"bounced: {r.reply}") for r in journal.rows("bounced")]
-        suppressed = suppression.suppress(project, bounced) if bounced else []
+        suppressed = suppress_bounced(project, journal)
         uncertain = [] if transport.idempotent else list(journal.rows("inflight"))
         return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain)
 
 
+def suppress_bounced(project: Project, journal: Journal) -> list[str]:
+    """Every bounce in the journal goes to unsubscribed.csv (idempotent): at the end of each run,
+    and on a run with nothing left to send, for a run killed before it got that far."""
+    bounced = [(r.email, f"bounced: {r.reply}") for r in journal.rows("bounced")]
+    return suppression.suppress(project, bounced) if bounced else []
+
+
 def send_tests(project: Project, rendered_template: MessageTemplate, transport: Transport,
-               first: Subscriber, addresses: Iterable[str]) -> list[tuple[str, str]]:
+               first: Subscriber, addresses: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """`--test`: the first recipient's name and columns, each test address's own token.
 
     Not journaled: a test is not the send. Returns (address, server reply or problem).
@@ -385,11 +390,7 @@ def send_tests(project: Project, rendered_template: MessageTemplate, transport: 
         results: list[tuple[str, str]] = []
         connection: Connection | None = None
         try:
-            for n, address in enumerate(addresses, 1):
-                try:
-                    email, canonical = normalise(address.strip())
-                except ValueError as e:
-                    raise UtskickError(Problem(f"--test {address}: not a valid address: {e}")) from None
+            for n, (email, canonical) in enumerate(addresses, 1):
                 sub = with_token(key, replace(first, email=email, key=canonical))
                 try:
                     connection = connection or await transport.connect()
@@ -397,11 +398,11 @@ def send_tests(project: Project, rendered_template: MessageTemplate, transport: 
                 except Fatal as e:
                     raise UtskickError(Problem(f"test send stopped: {e.reply}")) from None
                 except TransportError as e:
-                    results.append((address, f"not sent: {e.reply}"))
+                    results.append((email, f"not sent: {e.reply}"))
                     if isinstance(e, Temporary) and e.reconnect:
                         connection = None
                 else:
-                    results.append((address, reply))
+                    results.append((email, reply))
         finally:
             if connection is not None:
                 await connection.close()

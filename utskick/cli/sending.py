@@ -128,6 +128,11 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         click.echo("dry run: nothing was sent")
         return
     if to_send == 0:
+        if journal is not None:
+            with Journal.open(project.state_dir, slug, transport.kind) as settled:
+                late = delivery.suppress_bounced(project, settled)
+            if late:
+                click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(late)}")
         click.echo("nothing left to send" + (f"; {c.uncertain} uncertain (see --resend-uncertain)" if c.uncertain else ""))
         return
     if not _confirm(yes, f"Send to {to_send} recipient(s)?"):
@@ -135,19 +140,26 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         return
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("sent {task.fields[sent]} · failed {task.fields[failed]} · remaining {task.fields[left]}"),
+                  TextColumn("sent {task.fields[sent]} · bounced {task.fields[bounced]} · failed {task.fields[failed]} · "
+                             "remaining {task.fields[left]}"),
                   RateColumn(), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task(slug, total=to_send, sent=0, failed=0, left=to_send)
+        task = bar.add_task(slug, total=to_send, sent=0, bounced=0, failed=0, left=to_send)
 
         def started(s: delivery.Survey) -> None:
             bar.update(task, total=s.to_send(resend_uncertain or transport.idempotent))
 
         def progressed(counts: Counts, finished: int) -> None:
-            bar.update(task, completed=finished, sent=counts.sent, failed=counts.failed + counts.bounced,
+            bar.update(task, completed=finished, sent=counts.sent, bounced=counts.bounced, failed=counts.failed,
                        left=counts.pending + counts.failed)
 
-        outcome = delivery.send(project, template, transport, recipients, resend_uncertain=resend_uncertain,
-                                on_start=started, on_progress=progressed)
+        try:
+            outcome = delivery.send(project, template, transport, recipients, resend_uncertain=resend_uncertain,
+                                    on_start=started, on_progress=progressed)
+        except KeyboardInterrupt:
+            # A second Ctrl-C while the first finishes what is in flight: the journal still holds
+            # every finished transaction, so resuming is safe.
+            click.echo("interrupted: run the same command to resume", err=True)
+            sys.exit(130)
     _summary(outcome)
     sys.exit(outcome.exit_code)
 
@@ -164,8 +176,9 @@ def _summary(outcome: delivery.Outcome) -> None:
         click.echo(f"error: stopped: {outcome.stopped.message}", err=True)
     elif outcome.stopped is not None:
         e = outcome.stopped
-        who = f" (at {e.recipient})" if e.recipient else ""
-        what = f"the server answered {e.reply}" if e.code else e.message
+        # Only a refusal of a recipient is about that recipient; a refused sender or login is not.
+        who = f" (at {e.recipient})" if e.recipient and e.stage == "rcpt" else ""
+        what = f"the server answered {e.reply}" if e.code and e.stage in ("mail", "rcpt", "data") else e.message
         click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
     if outcome.interrupted:
         click.echo("interrupted: run the same command to resume", err=True)
@@ -176,6 +189,14 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     if not recipients:
         raise UtskickError(Problem("the lists have no recipients to take a name from"))
     first = recipients[0]
+    addresses, problems = [], []
+    for address in tests:
+        try:
+            addresses.append(subs.normalise(address.strip()))
+        except ValueError as e:
+            problems.append(Problem(f"--test {address}: not a valid address: {e}"))
+    if problems:
+        raise UtskickError(problems)
     template = MessageTemplate.of(rendered, subject_prefix="[TEST] ")
     outbox = project.outbox_dir / f"{rendered.slug}-test"
     transport = transports.from_environment(outbox, template.sender)
@@ -189,7 +210,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     if not _confirm(yes, "Send the test?"):
         click.echo("not sent", err=True)
         return
-    for address, reply in delivery.send_tests(project, template, transport, first, tests):
+    for address, reply in delivery.send_tests(project, template, transport, first, addresses):
         click.echo(f"{address}: {reply}")
 
 
@@ -202,8 +223,11 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
 def status(obj: Context, issue: str, report: Path | None) -> None:
     """How the sending of ISSUE stands, from the journal (also while a send is running)."""
     project = obj.project()
-    slug = slug_of(project.issue_path(issue))
+    path = project.issue_path(issue)
+    slug = slug_of(path)
     kinds = Journal.transports(project.state_dir, slug)
+    if not kinds and not path.exists():
+        raise UtskickError(Problem("file not found, and nothing was sent under that name", path))
     if not kinds:
         click.echo(f"{slug}: not sent yet")
     out = io.StringIO()
