@@ -385,3 +385,14 @@ def test_atomic_write_keeps_a_readable_mode(tmp_path: Path) -> None:
     path.chmod(0o640)
     write_atomic(path, "y")
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_one_secret_even_when_made_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    monkeypatch.delenv("UTSKICK_SECRET", raising=False)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        made = pool.map(secret, [tmp_path / ".utskick"] * 8)
+    assert len(set(made)) == 1
+    assert (tmp_path / ".utskick" / "secret").stat().st_mode & 0o777 == 0o600

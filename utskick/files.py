@@ -22,20 +22,31 @@ def read_bytes(path: Path) -> bytes:
         raise UtskickError(Problem(f"cannot read: {e.strerror}", path)) from None
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+UMASK = _umask()
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it.
+
+    mkstemp makes the file 0600: it gets `mode`, else the mode the file had, else the usual mode
+    of a new file (build/ output is published on a web server).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes the file 0600; keep the mode the file had, or the usual one for a new file
-        # (build/ output is published on a web server).
-        try:
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+        if mode is None:
+            try:
+                mode = path.stat().st_mode & 0o777
+            except FileNotFoundError:
+                mode = 0o666 & ~UMASK
         os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(raw)

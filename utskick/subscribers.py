@@ -28,6 +28,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 
 from .csvfile import Table, read_table
 from .errors import Problem, UtskickError
+from .files import locked, write_atomic
 from .load import Project
 
 ADDRESS_COLUMNS = frozenset({"email", "e-mail", "e-post", "epost", "mail"})
@@ -73,16 +74,13 @@ def secret(state_dir: Path) -> bytes:
     if env:
         return env.encode()
     path = state_dir / "secret"
-    if path.exists():
-        return path.read_bytes().strip()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(value)
-    os.replace(tmp, path)
-    return value
+    # preview, check and send may all make it at once: one of them must win for everyone.
+    with locked(state_dir / "secret.lock"):
+        if path.exists():
+            return path.read_bytes().strip()
+        value = secrets.token_urlsafe(32).encode()
+        write_atomic(path, value, mode=0o600)
+        return value
 
 
 def secret_warnings(state_dir: Path) -> list[Problem]:
