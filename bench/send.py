@@ -93,7 +93,7 @@ def baseline(project: Path, port: int) -> None:
     os.chdir(project)
     from utskick.cli import load_rendered
     from utskick.load import load_project
-    from utskick.render import personalise
+    from utskick.message import personalise
     from utskick.subscribers import recipients
 
     p = load_project()

@@ -13,7 +13,8 @@ import pytest
 
 from utskick.load import load_issue, load_project
 from utskick.message import MessageTemplate
-from utskick.render import Rendered, contrast, personalise, render
+from utskick.message import personalise
+from utskick.render import Rendered, contrast, render
 from utskick.subscribers import SAMPLE, Subscriber
 
 from conftest import Run

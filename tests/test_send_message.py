@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from utskick.cli import load_rendered
 from utskick.load import load_project
 from utskick.message import MessageTemplate
-from utskick.render import personalise
+from utskick.message import personalise
 from utskick.subscribers import Subscriber
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)

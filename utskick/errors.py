@@ -60,7 +60,3 @@ class UtskickError(Exception):
     def __init__(self, problems: Problem | list[Problem]) -> None:
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-def errors_in(problems: list[Problem]) -> list[Problem]:
-    return [p for p in problems if p.is_error]

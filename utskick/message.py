@@ -10,17 +10,45 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
 
-from .model import mailbox
-from .render import Embedded, Rendered, Split, field_values
+from .model import Settings, mailbox
+from .render import UNSUB, Embedded, Rendered, Split
 from .subscribers import Subscriber
 
 CRLF = b"\r\n"
+
+
+@dataclass(frozen=True)
+class Personalised:
+    html: str
+    text: str
+    unsubscribe_url: str | None
+
+
+def unsubscribe_url(settings: Settings, subscriber: Subscriber) -> str | None:
+    url = settings.unsubscribe.url
+    return url.replace("{token}", subscriber.token) if url else None
+
+
+def field_values(rendered: Rendered, subscriber: Subscriber) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link."""
+    unsub = unsubscribe_url(rendered.settings, subscriber)
+    plain = {f: subscriber.field(f) or "" for f in rendered.fields}
+    plain[UNSUB] = unsub or ""
+    escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
+    return plain, escaped, unsub
+
+
+def personalise(rendered: Rendered, subscriber: Subscriber) -> Personalised:
+    """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
+    plain, escaped, unsub = field_values(rendered, subscriber)
+    return Personalised(rendered.html.fill(escaped), rendered.text.fill(plain), unsub)
 
 
 def _fold(line: str) -> str:
@@ -175,7 +203,6 @@ class MessageTemplate:
     """The MIME structure around the text and html bodies, attachments encoded once."""
     text: _Encoded
     html: _Encoded
-    subject_prefix: str = ""
 
     @classmethod
     def of(cls, rendered: Rendered, subject_prefix: str = "") -> MessageTemplate:
@@ -196,7 +223,7 @@ class MessageTemplate:
         text, html = _Encoded.of(rendered.text), _Encoded.of(rendered.html)
         # Checked once here so that no message needs scanning on its way to the server.
         assert all(_dot_safe(b) for b in (headers.encode(), before, between, after, *text.parts, *html.parts))
-        return cls(rendered, address, domain, headers.encode(), (before, between, after), text, html, subject_prefix)
+        return cls(rendered, address, domain, headers.encode(), (before, between, after), text, html)
 
     def list_unsubscribe(self, unsubscribe_url: str | None) -> list[tuple[str, str]]:
         """RFC 2369 / RFC 8058 headers: one-click only when there is an https link to post to."""

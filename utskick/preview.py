@@ -26,9 +26,9 @@ import watchfiles
 from .errors import Problem, UtskickError, display_path
 from . import subscribers as subs
 from .load import Project, load_issue, load_project
-from .message import MessageTemplate
+from .message import MessageTemplate, personalise
 from .model import mailbox
-from .render import GMAIL_CLIP, Embedded, Rendered, personalise, render
+from .render import GMAIL_CLIP, Embedded, Rendered, render
 from .subscribers import Subscriber
 
 HOST = "127.0.0.1"

@@ -8,7 +8,6 @@ recipient by joining pre-split pieces, which costs microseconds.
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
 import mimetypes
 import re
@@ -16,6 +15,7 @@ import secrets
 import textwrap
 import traceback
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from .errors import Problem, UtskickError
 from .files import bundled
 from .load import Document, Project
 from .model import Event, Image, Issue, Logo, Settings
-from .subscribers import Subscriber
 
 STRINGS: dict[str, dict[str, str]] = {
     "sv": {
@@ -111,44 +110,17 @@ class Rendered:
     # Files to publish beside the web version (name, bytes), such as each event's .ics.
     web_files: tuple[tuple[str, bytes], ...] = ()
 
-    @property
+    @cached_property
     def fields(self) -> frozenset[str]:
         """Subscriber columns the templates use (beyond the unsubscribe link)."""
         return frozenset(f for f in self.html.fields + self.text.fields if f != UNSUB)
 
-    @property
+    @cached_property
     def html_size(self) -> int:
         return len(self.html.fill({f: "" for f in self.html.fields}).encode())
 
 
-@dataclass(frozen=True)
-class Personalised:
-    html: str
-    text: str
-    unsubscribe_url: str | None
-
-
 UNSUB = "\x00unsubscribe_url"
-
-
-def unsubscribe_url(settings: Settings, subscriber: Subscriber) -> str | None:
-    url = settings.unsubscribe.url
-    return url.replace("{token}", subscriber.token) if url else None
-
-
-def field_values(rendered: Rendered, subscriber: Subscriber) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link."""
-    unsub = unsubscribe_url(rendered.settings, subscriber)
-    plain = {f: subscriber.field(f) or "" for f in rendered.fields}
-    plain[UNSUB] = unsub or ""
-    escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
-    return plain, escaped, unsub
-
-
-def personalise(rendered: Rendered, subscriber: Subscriber) -> Personalised:
-    """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
-    plain, escaped, unsub = field_values(rendered, subscriber)
-    return Personalised(rendered.html.fill(escaped), rendered.text.fill(plain), unsub)
 
 
 class _Markers:

@@ -20,9 +20,9 @@ from .. import subscribers as subs
 from ..errors import Problem, UtskickError, display_path
 from ..files import bundled, write_atomic
 from ..load import Document, Project, load_issue, load_project
-from ..message import MessageTemplate
+from ..message import MessageTemplate, personalise
 from ..model import Issue
-from ..render import Rendered, personalise, render
+from ..render import Rendered, render
 from ..subscribers import SAMPLE
 
 
