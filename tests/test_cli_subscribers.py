@@ -115,3 +115,14 @@ def test_check_fails_when_a_list_lacks_a_column_the_issue_uses(project: Path, ru
     assert result.exit_code == 1
     assert ("subscribers/utan.csv:1: error: the issue uses {{ subscriber.kommun }} but this list has no "
             "'kommun' column (columns: email, name)") in result.stderr
+
+
+def test_send_refuses_a_list_without_a_column_the_issue_uses(project: Path, run: Run) -> None:
+    theme = (ROOT / "templates" / "email.txt").read_text("utf-8")
+    (project / "templates").mkdir()
+    (project / "templates" / "email.txt").write_text(theme + "Hälsningar till {{ subscriber.kommun }}\n", "utf-8")
+    (project / "subscribers" / "utan.csv").write_text("e-post,namn\na@x.example,A\n", "utf-8")
+    result = run("send", "2026-12", "--list", "utan", "--yes")
+    assert result.exit_code == 1
+    assert "subscribers/utan.csv:1: error: the issue uses {{ subscriber.kommun }}" in result.stderr
+    assert not (project / "outbox").exists()

@@ -343,12 +343,16 @@ def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str], key: byte
     return Recipients(out, [p for lst in lists for p in lst.problems], stats)
 
 
-def recipients(project: Project, names: Sequence[str]) -> Recipients:
-    """Who gets an issue sent to `names`: with tokens, each person once, the suppressed left out."""
+def recipients(project: Project, names: Sequence[str], fields: Iterable[str] = ()) -> Recipients:
+    """Who gets an issue sent to `names`: with tokens, each person once, the suppressed left out.
+
+    Its problems are what `check --list` reports, `fields` (the template's columns) included,
+    so `send` reads every list once.
+    """
     lists = [load_list(list_path(project, n)) for n in dict.fromkeys(names)]
     suppressed, problems = load_suppressed(suppression_path(project))
     found = merge(lists, suppressed, secret(project.state_dir))
-    return Recipients(found.subscribers, problems + found.problems, found.stats)
+    return Recipients(found.subscribers, problems + found.problems + column_problems(lists, fields), found.stats)
 
 
 def overview(project: Project) -> tuple[list[ListStats], ListStats, list[Problem]]:
@@ -380,8 +384,13 @@ def check_lists(project: Project, names: Sequence[str], fields: Iterable[str], r
             problems.append(Problem(f"list '{n}' is not in this folder, so it was not checked", missing, severity="warning"))
         else:
             lists.append(load_list(list_path(project, n)))
+    return problems + [p for lst in lists for p in lst.problems] + column_problems(lists, fields)
+
+
+def column_problems(lists: Sequence[SubscriberList], fields: Iterable[str]) -> list[Problem]:
+    """A template field a list has no column for: an error, or that field would be blank."""
+    problems = []
     for lst in lists:
-        problems += lst.problems
         for f in sorted(set(fields) - lst.columns):
             hint = f"; column names are lower case: write subscriber.{f.lower()}" if f.lower() in lst.columns else ""
             problems.append(Problem(

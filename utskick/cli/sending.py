@@ -99,8 +99,9 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     for p in rendered.problems:
         click.echo(str(p), err=True)
     chosen = delivery.lists_for(doc.model.lists, lists, doc.path)
-    report(subs.check_lists(project, chosen, rendered.fields))
-    recipients = subs.recipients(project, chosen).subscribers
+    found = subs.recipients(project, chosen, rendered.fields)
+    report(found.problems)
+    recipients = found.subscribers
     slug = rendered.slug
     if tests:
         _send_tests(project, rendered, recipients, tests, yes, dry_run)
