@@ -113,8 +113,7 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
     """
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
-    for p in rendered.problems:
-        click.echo(str(p), err=True)
+    report(list(rendered.problems))
     out = output or project.build_dir
     personal = personalise(rendered, SAMPLE)
     written = {

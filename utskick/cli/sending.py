@@ -96,8 +96,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     """
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
-    for p in rendered.problems:
-        click.echo(str(p), err=True)
+    report(list(rendered.problems))
     chosen = delivery.lists_for(doc.model.lists, lists, doc.path)
     found = subs.recipients(project, chosen, rendered.fields)
     report(found.problems)
@@ -132,8 +131,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         if journal is not None:
             with Journal.open(project.state_dir, slug, transport.kind) as settled:
                 late = delivery.suppress_bounced(project, settled)
-            if late:
-                click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(late)}")
+            _bounced(late)
         click.echo("nothing left to send" + (f"; {c.uncertain} uncertain (see --resend-uncertain)" if c.uncertain else ""))
         return
     if not _confirm(yes, f"Send to {to_send} recipient(s)?"):
@@ -159,16 +157,23 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         except KeyboardInterrupt:
             # A second Ctrl-C while the first finishes what is in flight: the journal still holds
             # every finished transaction, so resuming is safe.
-            click.echo("interrupted: run the same command to resume", err=True)
+            click.echo(RESUME, err=True)
             sys.exit(130)
     _summary(outcome)
     sys.exit(outcome.exit_code)
 
 
+def _bounced(addresses: list[str]) -> None:
+    if addresses:
+        click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(addresses)}")
+
+
+RESUME = "interrupted: run the same command to resume"
+
+
 def _summary(outcome: delivery.Outcome) -> None:
     click.echo(summary_line(outcome.counts))
-    if outcome.suppressed:
-        click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(outcome.suppressed)}")
+    _bounced(outcome.suppressed)
     if outcome.uncertain:
         click.echo(f"uncertain (the message was sent but the server's answer was lost): "
                    f"{', '.join(r.email for r in outcome.uncertain)}; check with them, or run again with "
@@ -182,7 +187,7 @@ def _summary(outcome: delivery.Outcome) -> None:
         what = f"the server answered {e.reply}" if e.code and e.stage in ("mail", "rcpt", "data") else e.message
         click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
     if outcome.interrupted:
-        click.echo("interrupted: run the same command to resume", err=True)
+        click.echo(RESUME, err=True)
 
 
 def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscriber], tests: tuple[str, ...],
