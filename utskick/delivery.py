@@ -100,8 +100,7 @@ def survey(journal: Journal | None, recipients: Iterable[Subscriber], record: bo
             if row is None and journal and record:
                 top += 1
                 row = journal.add(sub.key, sub.email, top)
-            name = "uncertain" if row is not None and row.state == "inflight" else (row.state if row else "pending")
-            setattr(s.counts, name, getattr(s.counts, name) + 1)
+            s.counts.add(row.state if row else "pending")
     return s
 
 
@@ -294,9 +293,8 @@ class Delivery:
         return await self.pause(self.policy.delay(self.unreachable_streak))
 
     def record_move(self, old: State, new: State) -> None:
-        for s, delta in ((old, -1), (new, 1)):
-            name = "uncertain" if s == "inflight" else s
-            setattr(self.counts, name, getattr(self.counts, name) + delta)
+        self.counts.add(old, -1)
+        self.counts.add(new)
 
     def bounced(self, key: str, error: Bounced) -> None:
         """Count a bounce towards the streak; a streak puts all of its bounces back to pending

@@ -57,8 +57,12 @@ class Row:
 
     @property
     def shown_state(self) -> str:
-        """What an editor reads: an `inflight` row outside a running send is 'uncertain'."""
-        return "uncertain" if self.state == "inflight" else self.state
+        return shown(self.state)
+
+
+def shown(state: str) -> str:
+    """What an editor reads: an `inflight` row outside a running send is 'uncertain'."""
+    return "uncertain" if state == "inflight" else state
 
 
 @dataclass
@@ -72,6 +76,11 @@ class Counts:
     @property
     def total(self) -> int:
         return self.sent + self.bounced + self.failed + self.uncertain + self.pending
+
+    def add(self, state: str, n: int = 1) -> None:
+        """Count `n` more (or fewer) rows in `state`, inflight counted as uncertain."""
+        name = shown(state)
+        setattr(self, name, getattr(self, name) + n)
 
 
 class Journal:
@@ -156,8 +165,7 @@ class Journal:
         c = Counts()
         for state, n in self.db.execute("SELECT state, count(*) FROM delivery WHERE issue=? AND transport=?"
                                         " GROUP BY state", (self.issue, self.transport)):
-            name = "uncertain" if state == "inflight" else state
-            setattr(c, name, getattr(c, name) + n)
+            c.add(state, n)
         return c
 
     def rows(self, *states: State) -> Iterator[Row]:

@@ -51,8 +51,7 @@ def _standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
     gone = 0
     for row in journal.rows("pending", "failed", "inflight"):
         if row.key not in listed:
-            name = row.shown_state
-            setattr(counts, name, getattr(counts, name) - 1)
+            counts.add(row.state, -1)
             gone += 1
     return counts, gone
 
