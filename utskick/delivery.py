@@ -33,7 +33,7 @@ from .journal import Counts, Journal, Row, State
 from .load import Project
 from .message import MessageTemplate
 from .model import Sending
-from .subscribers import Subscriber, secret, token
+from .subscribers import Subscriber, list_paths, load_list, load_suppressed, merge, secret, suppression_path, token
 from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError, refused_address
 
 BOUNCE_STREAK = 5
@@ -335,6 +335,31 @@ async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGINT)
+
+
+def still_listed(project: Project) -> set[str] | None:
+    """Everyone on any list and not suppressed; None when a list cannot be read (then nobody is
+    taken for gone). Without a key: `status` must not create the secret."""
+    try:
+        lists = [load_list(path) for path in list_paths(project).values()]
+    except UtskickError:
+        return None
+    suppressed, _ = load_suppressed(suppression_path(project))
+    return {s.key for s in merge(lists, suppressed).subscribers}
+
+
+def standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
+    """The journal's counts, with those not yet sent who have since left the lists (or been
+    suppressed) counted apart: `send` will not mail them, so they are not "remaining"."""
+    counts = journal.counts()
+    if listed is None:
+        return counts, 0
+    gone = 0
+    for row in journal.rows("pending", "failed", "inflight"):
+        if row.key not in listed:
+            counts.add(row.state, -1)
+            gone += 1
+    return counts, gone
 
 
 @contextlib.contextmanager

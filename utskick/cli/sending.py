@@ -31,31 +31,6 @@ def summary_line(counts: Counts, gone: int = 0) -> str:
             + (f" · no longer on the lists {gone}" if gone else ""))
 
 
-def _still_listed(project: Project) -> set[str] | None:
-    """Everyone on any list and not suppressed; None when a list cannot be read (then nobody is
-    taken for gone). Without a key: `status` must not create the secret."""
-    try:
-        lists = [subs.load_list(path) for path in subs.list_paths(project).values()]
-    except UtskickError:
-        return None
-    suppressed, _ = subs.load_suppressed(subs.suppression_path(project))
-    return {s.key for s in subs.merge(lists, suppressed).subscribers}
-
-
-def _standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
-    """The journal's counts, with those not yet sent who have since left the lists (or been
-    suppressed) counted apart: `send` will not mail them, so they are not "remaining"."""
-    counts = journal.counts()
-    if listed is None:
-        return counts, 0
-    gone = 0
-    for row in journal.rows("pending", "failed", "inflight"):
-        if row.key not in listed:
-            counts.add(row.state, -1)
-            gone += 1
-    return counts, gone
-
-
 class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         return Text(f"{task.speed or 0:.1f} msg/s", style="progress.data.speed")
@@ -238,10 +213,10 @@ def status(obj: Context, issue: str, report: Path | None) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["transport", "email", "state", "attempts", "last_reply", "updated"])
-    listed = _still_listed(project) if kinds else None
+    listed = delivery.still_listed(project) if kinds else None
     for kind in kinds:
         with Journal.open(project.state_dir, slug, kind) as journal:
-            click.echo(f"{slug} via {kind}: {summary_line(*_standing(journal, listed))}")
+            click.echo(f"{slug} via {kind}: {summary_line(*delivery.standing(journal, listed))}")
             for row in journal.rows():
                 writer.writerow([kind, row.email, row.shown_state, row.attempts, row.reply, row.updated])
     if report is not None:
