@@ -68,18 +68,29 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+class _NoAnchors(yaml.SafeLoader):
+    """Composes nodes, refusing anchors and aliases as they come: one pass, and a bomb of
+    nested aliases stops at its first anchor."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Anchor(event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class _Anchor(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
 def _compose(text: str, path: Path) -> tuple[Any, dict[Loc, tuple[int, int]]]:
     marks: dict[Loc, tuple[int, int]] = {}
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            anchor = getattr(event, "anchor", None)
-            if isinstance(event, yaml.AliasEvent) or anchor:
-                m = event.start_mark
-                raise UtskickError(
-                    Problem("YAML anchors and aliases (&, *) are not supported: write the text out",
-                            path, m.line + 1 if m else None, m.column + 1 if m else None)
-                )
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_NoAnchors)
+    except _Anchor as e:
+        raise UtskickError(Problem("YAML anchors and aliases (&, *) are not supported: write the text out",
+                                   path, e.mark.line + 1, e.mark.column + 1)) from None
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         msg = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
