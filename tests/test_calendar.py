@@ -295,12 +295,17 @@ def test_plain_text_groups_by_month_with_links(built: Path) -> None:
     assert max(len(line) for line in calendar.splitlines() if "://" not in line) <= 78
 
 
-def test_without_web_version_no_links_but_files(project: Path, run: Run) -> None:
-    set_setting(project, "web_version: https://www.sjolandet.example/nyhetsbrev/{slug}.html\n", "")
+def build_rows(project: Path, run: Run) -> tuple[Path, list[tuple[str, str, str, str | None]]]:
+    """Write the test issue, build it, and return build/ with the calendar's rows."""
     write_issue(project)
     assert run("build", SLUG).exit_code == 0
     out = project / "build"
-    _, rows = calendar_rows((out / f"{SLUG}.html").read_text("utf-8"))
+    return out, calendar_rows((out / f"{SLUG}.html").read_text("utf-8"))[1]
+
+
+def test_without_web_version_no_links_but_files(project: Path, run: Run) -> None:
+    set_setting(project, "web_version: https://www.sjolandet.example/nyhetsbrev/{slug}.html\n", "")
+    out, rows = build_rows(project, run)
     assert [r[3] for r in rows] == [None] * 5
     assert "Lägg till i kalender" not in (out / f"{SLUG}.txt").read_text("utf-8")
     assert sorted(p.name for p in out.glob("*.ics")) == [f"{SLUG}-{n}.ics" for n in range(1, 6)] + [f"{SLUG}.ics"]
@@ -308,10 +313,7 @@ def test_without_web_version_no_links_but_files(project: Path, run: Run) -> None
 
 def test_english(project: Path, run: Run) -> None:
     set_setting(project, "language: sv", "language: en")
-    write_issue(project)
-    assert run("build", SLUG).exit_code == 0
-    out = project / "build"
-    _, rows = calendar_rows((out / f"{SLUG}.html").read_text("utf-8"))
+    out, rows = build_rows(project, run)
     assert [r[:2] for r in rows] == [
         ("January 2027", "Wed 13 Jan 09:00–12:00"),
         ("January 2027", "29–30 Jan"),
