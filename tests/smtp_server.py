@@ -131,7 +131,7 @@ def self_signed(folder: Path) -> tuple[Path, ssl.SSLContext]:
     cert, key = folder / "relay-cert.pem", folder / "relay-key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=300)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return cert, context

@@ -266,24 +266,35 @@ def test_ctrl_c_at_the_prompt_exits_130(project: Path) -> None:
     import os
     import pty
     import select
+    import signal
     import sys
+    import time
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the real command on a terminal
+        # An ignored SIGINT (a parent under nohup, some CI runners) survives exec: reset it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execv(sys.executable, [sys.executable, "-m", "utskick", "send", "2026-12"])
+    deadline = time.monotonic() + 60
+
+    def read_some() -> bytes:
+        """The next output of the child, b"" once it has closed the terminal; never waits past the deadline."""
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"no answer from the child in time: {output!r}")
+        try:
+            return os.read(fd, 4096)
+        except OSError:  # EIO: the child has exited and the terminal is gone
+            return b""
+
     output = b""
     while b"Send to" not in output:
-        ready, _, _ = select.select([fd], [], [], 30)
-        assert ready, output
-        output += os.read(fd, 4096)
+        chunk = read_some()
+        assert chunk, output
+        output += chunk
     os.write(fd, b"\x03")  # the terminal turns it into SIGINT
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
+    while chunk := read_some():
         output += chunk
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 130, output

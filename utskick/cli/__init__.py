@@ -136,17 +136,24 @@ def init(directory: Path) -> None:
     target = directory / "newsletter.yaml"
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
-    directory.mkdir(parents=True, exist_ok=True)
-    source = bundled("utskick.example", Path(__file__).resolve().parent.parent, "newsletter.yaml")
-    shutil.copyfile(source / "newsletter.yaml", target)
-    # Subscriber lists are personal data (GDPR): keep them, and what send leaves behind, out of git.
-    write_atomic(directory / ".gitignore", "subscribers/*.csv\nsubscribers/.*.lock\nbuild/\noutbox/\n.utskick/\n")
-    for sub in ("issues", "subscribers"):
-        (directory / sub).mkdir(exist_ok=True)
-    latest = sorted((source / "issues").glob("*.yaml"))[-1]
-    shutil.copyfile(latest, directory / "issues" / latest.name)
-    shutil.copytree(source / "issues" / "bilder", directory / "issues" / "bilder", dirs_exist_ok=True)
-    shutil.copyfile(source / "subscribers" / "medlemmar.csv", directory / "subscribers" / "medlemmar.csv")
+    # From a checkout (or an editable install) the example is the repository root itself.
+    source = bundled("utskick.example", Path(__file__).resolve().parents[2], "newsletter.yaml")
+    latest = max((source / "issues").glob("*.yaml"), default=None)
+    if latest is None or not (source / "newsletter.yaml").is_file():
+        raise UtskickError(Problem("the bundled example is missing from this installation: reinstall utskick", source))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / "newsletter.yaml", target)
+        # Subscriber lists are personal data (GDPR): keep them, and what send leaves behind, out of git.
+        write_atomic(directory / ".gitignore", "subscribers/*.csv\nsubscribers/.*.lock\nbuild/\noutbox/\n.utskick/\n")
+        for sub in ("issues", "subscribers"):
+            (directory / sub).mkdir(exist_ok=True)
+        shutil.copyfile(latest, directory / "issues" / latest.name)
+        shutil.copytree(source / "issues" / "bilder", directory / "issues" / "bilder", dirs_exist_ok=True)
+        shutil.copyfile(source / "subscribers" / "medlemmar.csv", directory / "subscribers" / "medlemmar.csv")
+    except OSError as e:
+        where = Path(e.filename) if e.filename else directory
+        raise UtskickError(Problem(f"cannot create the project: {e.strerror or e}", where)) from None
     click.echo(f"created {display_path(target)}; try: utskick --config {display_path(target)} build {latest.stem}")
 
 
