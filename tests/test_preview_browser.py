@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/ at the repository root (git-ignored) for a hum
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,30 +14,16 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from conftest import ROOT, Run
+from browser import axe_violations, launch
 from preview_support import ISSUE, SUBJECT, edit, previewing
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 10_000
 
 
-def unavailable(reason: str) -> None:
-    """Skip where there is no browser, but never in CI: there the tests must run."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}: the browser tests must run in CI")
-    pytest.skip(f"{reason}: browser tests skipped (apt-get install chromium)")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch()
 
 
 @pytest.fixture
@@ -77,6 +62,10 @@ def test_desktop_shows_inbox_line_size_and_email(page: Any) -> None:
     assert page.locator("#frame").bounding_box()["width"] >= 600
     assert page.frame_locator("#frame").locator("img").first.evaluate("i => i.naturalWidth") > 0  # the cid: image
     screenshot(page, "desktop")
+
+
+def test_the_preview_page_has_no_wcag_violations(page: Any) -> None:
+    assert axe_violations(page) == []
 
 
 def test_phone_view_has_no_horizontal_scroll(page: Any) -> None:
