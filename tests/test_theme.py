@@ -15,6 +15,8 @@ from utskick.message import personalise
 from utskick.render import render
 from utskick.subscribers import SAMPLE
 
+from conftest import ROOT
+
 MSO = re.compile(r"<!--\[if mso\]>.*?<!\[endif\]-->", re.S)
 
 
@@ -141,3 +143,16 @@ def test_text_footer_with_only_a_mailto(project: Path) -> None:
     footer = built(project)[1].rsplit("\n--\n", 1)[1]
     assert "Avregistrera: mailto:avregistrera@sjolandet.example?subject=Avregistrera\n" in footer
     assert "token" not in footer
+
+
+def test_the_readme_footer_examples_work(project: Path) -> None:
+    theme = (ROOT / "README.md").read_text("utf-8").split("## Theme\n", 1)[1].split("\n## ", 1)[0]
+    html_example, text_example = re.findall(r"```(?:html)?\n(.*?)```", theme, re.S)
+    default_html, default_text = built(project)
+    theme_file(project, "email.html", html_example)
+    theme_file(project, "email.txt", text_example)
+    html, text = built(project)
+    start, _, new = changed(default_html, html)
+    assert start > default_html.index("Kalendarium") and "Box 123 · 123 45 Storvik" in new
+    assert text.startswith(default_text[:default_text.rindex("\n--\n")])
+    assert text.endswith("Avregistrera: https://www.sjolandet.example/avregistrera?token=exempel-token\n")
