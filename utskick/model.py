@@ -11,6 +11,7 @@ from email.utils import getaddresses
 from datetime import date as Date
 from datetime import time as Time
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -227,11 +228,26 @@ class Issue(Strict):
 class Unsubscribe(Strict):
     url: WebUrl | None = None
     mailto: Address | None = None
+    pull: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _token_is_the_query_parameter(cls, value: str | None) -> str | None:
+        # `utskick serve` reads the token from ?token=…: anywhere else it would never be found.
+        if value is not None:
+            parts = urlsplit(value)
+            fields = parse_qsl(parts.query, keep_blank_values=True)
+            if ("token", "{token}") not in fields or value.count("{token}") != 1:
+                raise ValueError(f"{value!r}: {{token}} must be the value of the token query parameter, once: "
+                                 "…?token={token} (utskick serve reads it from there)")
+        return value
 
     @model_validator(mode="after")
     def _one_way_out(self) -> Unsubscribe:
         if not self.url and not self.mailto:
             raise ValueError("give a url, a mailto address or both: every issue needs a way to unsubscribe")
+        if self.pull and not self.url:
+            raise ValueError("pull: true needs a url: the requests are pulled from the server that answers it")
         return self
 
 
