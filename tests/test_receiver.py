@@ -93,6 +93,25 @@ def test_body_rate_and_store_are_bounded(folder: Path) -> None:
         assert sorted(server.pending()) == ["C" * 24, "D" * 24, "F" * 24]  # full at three
 
 
+def test_the_page_is_english_when_the_settings_say_so(folder: Path) -> None:
+    settings = folder / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("language: sv", "language: en"), "utf-8")
+    with receiving(folder) as server:
+        page = server.http("GET", f"{PATH}?token={token(PETTER)}").text
+        assert '<html lang="en">' in page and "Unsubscribe me" in page
+        assert "You are unsubscribed" in server.one_click(token(PETTER)).text
+
+
+def test_pull_settings_need_a_url_and_pull_takes_no_tokens(folder: Path, run: Run) -> None:
+    result = run("unsubscribe", "--pull", "http://127.0.0.1:9", token(PETTER))
+    assert result.exit_code == 2 and "--pull takes no addresses" in result.output
+    settings = folder / "newsletter.yaml"
+    text = settings.read_text("utf-8")
+    settings.write_text(re.sub(r"(?m)^  url: .*$", "  pull: true", text), "utf-8")
+    result = run("check", "2026-12")
+    assert result.exit_code == 1 and re.search(r"newsletter\.yaml:\d+:\d+: error: unsubscribe: pull: true needs a url", result.output)
+
+
 def test_healthz(server: Receiver) -> None:
     answer = server.http("GET", "/healthz")
     assert answer.status == 200 and answer.text == '{"status":"ok"}'
