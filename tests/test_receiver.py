@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -217,9 +218,13 @@ def test_send_refuses_when_the_server_cannot_be_reached(folder: Path, run: Run) 
     assert (folder / "outbox" / "2026-12").is_dir()
 
 
-def test_utskick_serve_runs_and_answers(folder: Path) -> None:
-    """The real command in a process of its own, on a port it picks."""
-    child = subprocess.Popen([sys.executable, "-m", "utskick", "serve", "--port", "0"], cwd=folder,
+def test_utskick_serve_needs_only_the_settings(folder: Path, tmp_path: Path) -> None:
+    """The real command in a process of its own, on a port it picks, in a folder holding only
+    newsletter.yaml: no lists, no issues."""
+    lone = tmp_path / "server"
+    lone.mkdir()
+    shutil.copyfile(folder / "newsletter.yaml", lone / "newsletter.yaml")
+    child = subprocess.Popen([sys.executable, "-m", "utskick", "serve", "--port", "0"], cwd=lone,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -227,8 +232,11 @@ def test_utskick_serve_runs_and_answers(folder: Path) -> None:
         line = child.stdout.readline() if ready else ""
         found = re.search(r"at (http://127\.0\.0\.1:\d+)", line)
         assert found, line + (child.stderr.read() if child.poll() is not None and child.stderr else "")
-        answer = Receiver(found[1], folder / ".utskick" / "receiver.db").http("GET", "/healthz")
-        assert answer.status == 200
+        server = Receiver(found[1], lone / ".utskick" / "receiver.db")
+        assert server.http("GET", "/healthz").status == 200
+        assert server.one_click(token(PETTER)).status == 200
+        assert server.pending() == [token(PETTER)]
     finally:
         child.terminate()
         child.wait(WAIT)
+    assert sorted(p.name for p in lone.iterdir()) == [".utskick", "newsletter.yaml"]
