@@ -161,7 +161,8 @@ async def _form(request: Request, body: bytes, limit: int) -> FormData:
     return await Request(request.scope, replay).form(max_files=0, max_fields=16, max_part_size=limit)
 
 
-TOO_LARGE = PlainTextResponse("request too large", status_code=413)
+def _too_large() -> Response:
+    return PlainTextResponse("request too large", status_code=413)
 
 
 def create_app(settings: Settings, store: Store, sign: signer.Signer, limits: Limits = Limits()) -> Starlette:
@@ -179,7 +180,7 @@ def create_app(settings: Settings, store: Store, sign: signer.Signer, limits: Li
             return pages.confirmation(token)
         body = await _body(request, limits.max_body)
         if body is None:
-            return TOO_LARGE
+            return _too_large()
         if (await _form(request, body, limits.max_body)).get("List-Unsubscribe") != "One-Click":
             return pages.confirmation(token)  # not RFC 8058's request, nor the button's: change nothing
         if signer.looks_like_token(token):
@@ -192,7 +193,7 @@ def create_app(settings: Settings, store: Store, sign: signer.Signer, limits: Li
     async def pull(request: Request) -> Response:
         body = await _body(request, limits.max_pull_body)
         if body is None:
-            return TOO_LARGE
+            return _too_large()
         refusal = await run_in_threadpool(_refusal, request, body)
         if refusal:
             return JSONResponse({"error": refusal}, status_code=401)
