@@ -10,6 +10,7 @@ import re
 from datetime import date as Date
 from datetime import time as Time
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
@@ -266,11 +267,27 @@ class Unsubscribe(Strict):
     """Sidan för att avregistrera sig; {token} byts mot en signerad kod per mottagare. Exempel: https://www.sjolandet.example/avregistrera?token={token}"""
     mailto: BareAddress | None = None
     """En adress att mejla för att avregistrera sig, utan namn. Exempel: avregistrera@sjolandet.example"""
+    pull: bool = False
+    """Hämta avregistreringar från utskick serve före varje utskick; skicka inte om servern inte svarar. Exempel: true"""
+
+    @field_validator("url")
+    @classmethod
+    def _token_is_the_query_parameter(cls, value: str | None) -> str | None:
+        # `utskick serve` reads the token from ?token=…: anywhere else it would never be found.
+        if value is not None:
+            parts = urlsplit(value)
+            fields = parse_qsl(parts.query, keep_blank_values=True)
+            if ("token", "{token}") not in fields or value.count("{token}") != 1:
+                raise ValueError(f"{value!r}: {{token}} must be the value of the token query parameter, once: "
+                                 "…?token={token} (utskick serve reads it from there)")
+        return value
 
     @model_validator(mode="after")
     def _one_way_out(self) -> Unsubscribe:
         if not self.url and not self.mailto:
             raise ValueError("give a url, a mailto address or both: every issue needs a way to unsubscribe")
+        if self.pull and not self.url:
+            raise ValueError("pull: true needs a url: the requests are pulled from the server that answers it")
         return self
 
 
