@@ -239,10 +239,46 @@ RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|ho
 RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 
 
+TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+
+
+class OAuth(Strict):
+    """Where the XOAUTH2 token comes from (see `oauth`); the secret itself is never in this file."""
+
+    provider: Literal["microsoft365"]
+    flow: Literal["app", "device"]
+    tenant: OneLine
+    client_id: OneLine
+    client_certificate: OneLine | None = None
+    authority: WebUrl = "https://login.microsoftonline.com"
+
+    @field_validator("tenant")
+    @classmethod
+    def _one_tenant(cls, value: str) -> str:
+        if not TENANT_RE.match(value) or value.lower() in ("common", "organizations", "consumers"):
+            raise ValueError(f"tenant {value!r} must be the tenant id (a GUID) or its domain, e.g. storsthlm.se")
+        return value
+
+    @field_validator("client_certificate")
+    @classmethod
+    def _certificate_for_apps(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("flow") == "device":
+            raise ValueError("client_certificate is for flow: app; with flow: device a person signs in (utskick login)")
+        return value
+
+    @field_validator("authority")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        if not value.lower().startswith("https://"):
+            raise ValueError(f"authority {value!r} must be https://")
+        return value.rstrip("/")
+
+
 class Sending(Strict):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     rate: str | None = None
     retries: Annotated[int, Field(ge=0, le=20)] = 5
+    oauth: OAuth | None = None
 
     @field_validator("rate")
     @classmethod

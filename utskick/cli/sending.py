@@ -6,13 +6,14 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .. import delivery
+from .. import delivery, oauth
 from .. import subscribers as subs
 from .. import transport as transports
 from ..errors import Problem, UtskickError, display_path
@@ -81,7 +82,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         return
     template = MessageTemplate.of(rendered)
     outbox = project.outbox_dir / slug
-    transport = transports.from_environment(outbox, template.sender)
+    transport = transports.from_environment(outbox, template.sender, _tokens(project))
     journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
     try:
         plan = delivery.survey(journal, recipients, record=False)
@@ -137,6 +138,10 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     sys.exit(outcome.exit_code)
 
 
+def _tokens(project: Project) -> Callable[[str], oauth.TokenSource | None]:
+    return lambda mailbox: oauth.for_purpose(oauth.SMTP, project, mailbox)
+
+
 def _bounced(addresses: list[str]) -> None:
     if addresses:
         click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(addresses)}")
@@ -159,6 +164,7 @@ def _summary(outcome: delivery.Outcome) -> None:
         # Only a refusal of a recipient is about that recipient; a refused sender or login is not.
         who = f" (at {e.recipient})" if e.recipient and e.stage == "rcpt" else ""
         what = f"the server answered {e.reply}" if e.code and e.stage in ("mail", "rcpt", "data") else e.message
+        what += oauth.refusal_hint(e.message, token=False) if e.stage == "mail" else ""
         click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
     if outcome.interrupted:
         click.echo(RESUME, err=True)
@@ -179,7 +185,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
         raise UtskickError(problems)
     template = MessageTemplate.of(rendered, subject_prefix="[TEST] ")
     outbox = project.outbox_dir / f"{rendered.slug}-test"
-    transport = transports.from_environment(outbox, template.sender)
+    transport = transports.from_environment(outbox, template.sender, _tokens(project))
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
     click.echo(f"To:         {', '.join(tests)}")
     click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
