@@ -313,7 +313,7 @@ def test_token_command_wins_and_is_run_only_when_a_token_is_needed(project: Path
     addresses = write_list(project, 5)
     configure(project, None)  # sending.oauth too, pointing nowhere: the command wins
     runs = project.parent / "runs.txt"
-    token = jwt.encode({"exp": int(time.time()) + 3600}, "k", algorithm="HS256")
+    token = jwt.encode({"exp": int(time.time()) + 3600}, "k" * 32, algorithm="HS256")
     monkeypatch.setenv("UTSKICK_SMTP_TOKEN_COMMAND", token_command(
         project.parent, f"with open({str(runs)!r}, 'a') as f: f.write('x')\nprint({token!r})\n"))
     exchange = Exchange(valid=lambda t: t == token)
