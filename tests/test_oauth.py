@@ -441,5 +441,5 @@ def test_microsoft_password_refusals_point_at_oauth2(project: Path, run: Run, tr
         monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}?starttls=require")
         monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "gammalt-lösenord-1")
         result = run("send", "2026-12", "--list", "stor", "--yes")
-    assert result.exit_code == 1 and "use OAuth2: see README" in result.output, result.output
+    assert result.exit_code == 1 and "use OAuth2" in result.output and "README" in result.output, result.output
     assert "gammalt-lösenord-1" not in result.output and journal_states(project) == {"pending": 2}

@@ -334,14 +334,17 @@ def for_purpose(purpose: Purpose, project: Project, username: str | None,
     return Renewing(MicrosoftApp(oauth, credential, purpose.app_scopes).fetch)
 
 
+TOKEN_REFUSED = ("the token was refused: check that it is for this mailbox and for SMTP. On Microsoft 365: the "
+                 "app's permission SMTP.SendAsApp with admin consent (or the person's SMTP.Send), SMTP AUTH enabled "
+                 "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false), the app's mailbox "
+                 "permission and sending.oauth.tenant (see README: Microsoft 365)")
+PASSWORD_REFUSED = "Microsoft 365 no longer takes a password here: use OAuth2: see README (Microsoft 365)"
+
+
 def refusal_hint(message: str, token: bool) -> str:
     """What to check after a refused sign-in ('535 5.7.3 …'), to add after the server's reply."""
     if token:
-        return ("; the token was refused: check that it is for this mailbox and for SMTP. On Microsoft 365: the "
-                "app's permission SMTP.SendAsApp with admin consent (or the person's SMTP.Send), SMTP AUTH enabled "
-                "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false), the app's mailbox "
-                "permission and sending.oauth.tenant (see README: Microsoft 365)")
-    lowered = message.lower()
-    if "5.7.139" in message or "5.7.30" in message or "basic authentication" in lowered:
-        return "; Microsoft 365 no longer takes a password here: use OAuth2: see README (Microsoft 365)"
+        return f"; {TOKEN_REFUSED}"
+    if "5.7.139" in message or "5.7.30" in message or "basic authentication" in message.lower():
+        return f"; {PASSWORD_REFUSED}"
     return ""

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .. import delivery, oauth
+from .. import delivery
 from .. import subscribers as subs
 from .. import transport as transports
 from ..errors import Problem, UtskickError, display_path
@@ -21,6 +21,7 @@ from ..files import write_atomic
 from ..journal import Counts, Journal
 from ..load import Project
 from ..message import MessageTemplate
+from ..oauth import SMTP, TokenSource, for_purpose, refusal_hint
 from ..render import Rendered, slug_of
 from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
@@ -138,8 +139,8 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     sys.exit(outcome.exit_code)
 
 
-def _tokens(project: Project) -> Callable[[str], oauth.TokenSource | None]:
-    return lambda mailbox: oauth.for_purpose(oauth.SMTP, project, mailbox)
+def _tokens(project: Project) -> Callable[[str], TokenSource | None]:
+    return lambda mailbox: for_purpose(SMTP, project, mailbox)
 
 
 def _bounced(addresses: list[str]) -> None:
@@ -164,7 +165,7 @@ def _summary(outcome: delivery.Outcome) -> None:
         # Only a refusal of a recipient is about that recipient; a refused sender or login is not.
         who = f" (at {e.recipient})" if e.recipient and e.stage == "rcpt" else ""
         what = f"the server answered {e.reply}" if e.code and e.stage in ("mail", "rcpt", "data") else e.message
-        what += oauth.refusal_hint(e.message, token=False) if e.stage == "mail" else ""
+        what += refusal_hint(e.message, token=False) if e.stage == "mail" else ""
         click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
     if outcome.interrupted:
         click.echo(RESUME, err=True)
