@@ -9,125 +9,21 @@ import logging
 import re
 import ssl
 import stat
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
-from aiosmtpd.smtp import AuthResult
 from conftest import Run
-from identity_server import MAILBOX, Identity, serving
-from sendkit import FAST, send, write_list
-from smtp_server import Recorder, Server, self_signed
+from identity_server import MAILBOX, Identity
+from oauthkit import (ONE, SENDER, Exchange, certificate, configure, drop_every_second_mail, exchange_server,
+                      identity, journal_states, leaked, relay, smtp_transport, token_command, trusted)
+from sendkit import send, write_list
 
 from utskick import oauth
-from utskick import transport as transports
-from utskick.errors import UtskickError
-from utskick.journal import Journal
 from utskick.load import load_project
 
-SENDER = "nyhetsbrev@sjolandet.example"
-ONE = replace(FAST, concurrency=1)
-SASL_RE = re.compile(rb"user=([^\x01]+)\x01auth=Bearer ([^\x01]+)\x01\x01")
-
-
-@dataclass
-class Exchange(Recorder):
-    """SMTP AUTH as Exchange Online does it: XOAUTH2 only, one mailbox, `valid` tokens only."""
-
-    valid: Callable[[str], bool] = lambda token: False
-    mailbox: str = SENDER
-    refuse_first: int = 0
-    logins: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-
-    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
-        m = SASL_RE.fullmatch(base64.b64decode(args[1])) if len(args) == 2 else None
-        token = m[2].decode() if m else ""
-        with self.lock:
-            ok = m is not None and m[1].decode() == self.mailbox and self.valid(token) and self.refuse_first <= 0
-            self.refuse_first -= 1
-            (self.logins if ok else self.refused).append(token)
-        if ok:
-            return AuthResult(success=True)
-        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful [TEST.outlook]")
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContext]:
-    """One certificate for 127.0.0.1, for both the relay and the identity platform."""
-    return self_signed(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def trusted(certificate: tuple[Path, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
-    monkeypatch.setenv("UTSKICK_SMTP_CAFILE", str(certificate[0]))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
-    for name in ("UTSKICK_SMTP_TOKEN_COMMAND", "UTSKICK_OAUTH_CLIENT_SECRET", "UTSKICK_SMTP_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-    return certificate[1]
-
-
-@pytest.fixture
-def identity(trusted: ssl.SSLContext) -> Iterator[Identity]:
-    with serving(Identity(), trusted) as served:
-        yield served
-
-
-def configure(project: Path, identity: Identity | None, flow: str = "app", extra: str = "") -> None:
-    """Fast sending, and sending.oauth pointing at the identity stand-in."""
-    settings = project / "newsletter.yaml"
-    text = settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s")
-    authority = identity.base if identity else "https://127.0.0.1:9"
-    tenant = identity.tenant if identity else "sjolandet.example"
-    client_id = identity.client_id if identity else "app"
-    text += (f"  oauth:\n    provider: microsoft365\n    flow: {flow}\n    tenant: {tenant}\n"
-             f"    client_id: {client_id}\n    authority: {authority}\n{extra}")
-    settings.write_text(text, "utf-8")
-
-
-def relay(server: Server, mailbox: str = SENDER) -> str:
-    return f"smtp://{mailbox.replace('@', '%40')}@127.0.0.1:{server.port}?auth=xoauth2&starttls=require"
-
-
-def exchange_server(recorder: Exchange, tls: ssl.SSLContext) -> Server:
-    return Server(recorder, tls_context=tls, require_starttls=True, auth_exclude_mechanism=["LOGIN", "PLAIN"])
-
-
-def leaked(text: str, identity: Identity) -> list[str]:
-    return [s for s in identity.secrets_issued() if s in text]
-
-
-def journal_states(project: Path) -> dict[str, int]:
-    with Journal.open(project / ".utskick", "2026-12", "smtp") as j:
-        states: dict[str, int] = {}
-        for row in j.rows():
-            states[row.shown_state] = states.get(row.shown_state, 0) + 1
-        return states
-
-
-def smtp_transport(monkeypatch: pytest.MonkeyPatch, url: str) -> transports.Transport:
-    """What `send` builds from the environment and the settings."""
-    monkeypatch.setenv("UTSKICK_SMTP_URL", url)
-    project = load_project()
-    return transports.from_environment(project.outbox_dir, SENDER,
-                                       lambda mailbox: oauth.for_purpose(oauth.SMTP, project, mailbox))
-
-
-def drop_every_second_mail() -> Callable[[str], str | None]:
-    """Every connection carries one message, then the relay hangs up: each message needs a login."""
-    count = 0
-
-    def hook(address: str) -> str | None:
-        nonlocal count
-        count += 1
-        return "drop" if count % 2 == 0 else None
-
-    return hook
+__all__ = ["certificate", "identity", "trusted"]  # fixtures
 
 
 # --- Microsoft 365, app-only ---------------------------------------------------------------------
@@ -301,12 +197,6 @@ def test_login_needs_the_device_flow(project: Path, run: Run) -> None:
 # --- Any provider: a token command ---------------------------------------------------------------
 
 
-def token_command(tmp: Path, body: str) -> str:
-    script = tmp / "token.py"
-    script.write_text("import sys, pathlib\n" + body)
-    return f'"{sys.executable}" "{script}"'
-
-
 def test_token_command_wins_and_is_run_only_when_a_token_is_needed(project: Path, run: Run,
                                                                    trusted: ssl.SSLContext,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -353,93 +243,3 @@ def test_a_failing_token_command_never_shows_its_output(project: Path, run: Run,
     assert result.exit_code == 1 and "UTSKICK_SMTP_TOKEN_COMMAND" in result.output and "exit 3" in result.output
     assert "hemlig-token-utdata" not in result.output and "argument-hemlis" not in result.output
     assert exchange.logins == exchange.refused == [] and journal_states(project) == {"pending": 2}
-
-
-@pytest.mark.parametrize(("line", "expected"), [
-    (f'"{sys.executable}" -c "import time; time.sleep(5)"', "did not finish within 0.3 s"),
-    ("utskick-no-such-token-helper --flag", "program 'utskick-no-such-token-helper' not found"),
-    (f'"{sys.executable}" -c "print()"', "printed no token"),
-    (f'"{sys.executable}" -c "print(\'two words\')"', "alone, on one line"),
-    ('"unclosed', "cannot be split"),
-])
-def test_token_command_problems(line: str, expected: str) -> None:
-    with pytest.raises(UtskickError) as e:
-        oauth.command_source("UTSKICK_SMTP_TOKEN_COMMAND", line, timeout=0.3).token()
-    assert expected in str(e.value)
-
-
-# --- Settings and URL -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("extra", "field_", "expected"), [
-    ("    client_certificate: app.pem\n", "device", "client_certificate is for flow: app"),
-    ("", "common", "must be the tenant id"),
-])
-def test_oauth_settings_errors_are_located(project: Path, run: Run, extra: str, field_: str, expected: str) -> None:
-    configure(project, None, flow="device" if field_ == "device" else "app", extra=extra)
-    if field_ == "common":
-        settings = project / "newsletter.yaml"
-        settings.write_text(settings.read_text("utf-8").replace("tenant: sjolandet.example", "tenant: common"), "utf-8")
-    result = run("check", "2026-12")
-    assert result.exit_code == 1 and re.search(rf"newsletter\.yaml:\d+:\d+: error: .*{expected}", result.output), result.output
-
-
-def test_app_flow_without_a_secret_is_a_located_error(project: Path, run: Run, trusted: ssl.SSLContext,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    write_list(project, 1)
-    configure(project, None)
-    monkeypatch.setenv("UTSKICK_SMTP_URL", "smtp://nyhetsbrev%40sjolandet.example@127.0.0.1:9?auth=xoauth2&starttls=require")
-    result = run("send", "2026-12", "--list", "stor", "--yes")
-    assert result.exit_code == 1 and re.search(r"newsletter\.yaml:\d+:\d+: error: .*UTSKICK_OAUTH_CLIENT_SECRET", result.output)
-
-
-@pytest.mark.parametrize(("url", "password", "expected"), [
-    ("smtp://a%40b.se:pw@smtp.office365.com:587?auth=xoauth2", None, "not a password"),
-    ("smtp://a%40b.se@smtp.office365.com:587?auth=xoauth2", "pw", "not a password"),
-    ("smtp://smtp.office365.com:587?auth=xoauth2", None, "mailbox in the user name"),
-    ("smtp://a%40b.se@smtp.office365.com:587?auth=cram-md5", None, "auth can only be 'xoauth2'"),
-])
-def test_xoauth2_url_problems(url: str, password: str | None, expected: str) -> None:
-    with pytest.raises(UtskickError) as e:
-        transports.parse_smtp_url(url, password)
-    assert expected in str(e.value) and "pw@" not in str(e.value)
-
-
-def test_xoauth2_options_combine() -> None:
-    s = transports.parse_smtp_url("smtp://a%40b.se@127.0.0.1:2525?auth=xoauth2&starttls=require")
-    assert (s.xoauth2, s.starttls, s.username) == (True, True, "a@b.se")
-    with pytest.raises(UtskickError, match="only ever sent over TLS"):
-        transports.parse_smtp_url("smtp://a%40b.se@127.0.0.1:2525?auth=xoauth2")
-
-
-def test_xoauth2_without_a_token_source_is_an_error(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_list(project, 1)
-    monkeypatch.delenv("UTSKICK_SMTP_TOKEN_COMMAND", raising=False)
-    monkeypatch.setenv("UTSKICK_SMTP_URL", "smtp://a%40b.se@127.0.0.1:9?auth=xoauth2&starttls=require")
-    result = run("send", "2026-12", "--list", "stor", "--yes")
-    assert result.exit_code == 1 and "UTSKICK_SMTP_TOKEN_COMMAND" in result.output and "sending.oauth" in result.output
-
-
-# --- Passwords refused by Microsoft ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("at_auth", "reply"), [
-    (True, "535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [TEST.outlook]"),
-    (False, "550 5.7.30 Basic authentication is not supported for Client Submission"),
-])
-def test_microsoft_password_refusals_point_at_oauth2(project: Path, run: Run, trusted: ssl.SSLContext,
-                                                     monkeypatch: pytest.MonkeyPatch, at_auth: bool, reply: str) -> None:
-    write_list(project, 2)
-    settings = project / "newsletter.yaml"
-    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s"), "utf-8")
-
-    def authenticator(server: object, session: object, envelope: object, mechanism: str, data: object) -> AuthResult:
-        return AuthResult(success=False, handled=False, message=reply) if at_auth else AuthResult(success=True)
-
-    recorder = Recorder(on_mail=None if at_auth else (lambda address: reply))
-    with Server(recorder, authenticator=authenticator, tls_context=trusted, require_starttls=True) as server:
-        monkeypatch.setenv("UTSKICK_SMTP_URL", f"smtp://nyhetsbrev@127.0.0.1:{server.port}?starttls=require")
-        monkeypatch.setenv("UTSKICK_SMTP_PASSWORD", "gammalt-lösenord-1")
-        result = run("send", "2026-12", "--list", "stor", "--yes")
-    assert result.exit_code == 1 and "use OAuth2" in result.output and "README" in result.output, result.output
-    assert "gammalt-lösenord-1" not in result.output and journal_states(project) == {"pending": 2}
