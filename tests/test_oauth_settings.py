@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult
 from conftest import Run
-from oauthkit import certificate, configure, journal_states, trusted
+from identity_server import Identity
+from oauthkit import certificate, configure, identity, journal_states, trusted
 from sendkit import write_list
-from smtp_server import Recorder, Server
+from smtp_server import Recorder, Server, free_port
 
 from utskick import oauth
 from utskick import transport as transports
 from utskick.errors import UtskickError
+from utskick.load import load_project
 
-__all__ = ["certificate", "trusted"]  # fixtures
+__all__ = ["certificate", "identity", "trusted"]  # fixtures
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -111,3 +113,54 @@ def test_microsoft_password_refusals_point_at_oauth2(project: Path, run: Run, tr
         result = run("send", "2026-12", "--list", "stor", "--yes")
     assert result.exit_code == 1 and "use OAuth2" in result.output and "README" in result.output, result.output
     assert "gammalt-lösenord-1" not in result.output and journal_states(project) == {"pending": 2}
+
+
+# --- The identity platform cannot be used ---------------------------------------------------------
+
+
+def app_token() -> str:
+    source = oauth.for_purpose(oauth.SMTP, load_project(), "nyhetsbrev@sjolandet.example",
+                               {"UTSKICK_OAUTH_CLIENT_SECRET": "klienthemlighet-Abc~123"})
+    assert source is not None
+    return source.token()
+
+
+def test_an_unknown_tenant_is_named(project: Path, identity: Identity) -> None:
+    configure(project, identity)
+    identity.tenant = "annan.example"  # the platform knows another tenant than the settings name
+    with pytest.raises(UtskickError, match="tenant was not found"):
+        app_token()
+
+
+def test_an_untrusted_identity_platform_is_refused(project: Path, identity: Identity,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(project, identity)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    with pytest.raises(UtskickError, match="certificate is not trusted.*REQUESTS_CA_BUNDLE"):
+        app_token()
+    assert identity.grants == []
+
+
+def test_an_unreachable_identity_platform(project: Path, trusted: ssl.SSLContext) -> None:
+    configure(project, None)
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("https://127.0.0.1:9", f"https://127.0.0.1:{free_port()}"))
+    with pytest.raises(UtskickError, match="cannot sign in at https://127.0.0.1:.*no connection"):
+        app_token()
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "cannot read app.pem"),
+    ("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "must hold both the private key and the certificate"),
+    ("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nMIIB\n"
+     "-----END CERTIFICATE-----\n", "client certificate cannot be used"),
+])
+def test_client_certificate_problems(project: Path, identity: Identity, content: str | None, expected: str) -> None:
+    if content is not None:
+        (project / "app.pem").write_text(content)
+    configure(project, identity, extra="    client_certificate: app.pem\n")
+    with pytest.raises(UtskickError) as e:
+        app_token()
+    assert expected in str(e.value) and "bm90IGEga2V5" not in str(e.value)
+    if content is None or "PRIVATE" not in content:
+        assert re.match(r"newsletter\.yaml:\d+:\d+: error:", str(e.value))

@@ -165,6 +165,8 @@ def _reason(e: Exception) -> str:
         return "its certificate is not trusted (an internal CA: point REQUESTS_CA_BUNDLE at it)"
     if isinstance(e, requests.exceptions.Timeout):
         return "it did not answer in time"
+    if isinstance(e, requests.exceptions.HTTPError):
+        return "it answered with a server error; try again later"
     if isinstance(e, requests.exceptions.RequestException):
         return "no connection"
     if "authority" in str(e).lower():  # msal's ValueError for a tenant the platform does not know
