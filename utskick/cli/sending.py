@@ -6,6 +6,7 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 from rich.console import Console
@@ -21,6 +22,7 @@ from ..files import write_atomic
 from ..journal import Counts, Journal
 from ..load import Project
 from ..message import MessageTemplate
+from ..oauth import SMTP, TokenSource, for_purpose
 from ..render import Rendered, slug_of
 from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
@@ -87,7 +89,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         return
     template = MessageTemplate.of(rendered, signer.load(project.state_dir))
     outbox = project.outbox_dir / slug
-    transport = transports.from_environment(outbox, template.sender)
+    transport = transports.from_environment(outbox, template.sender, _tokens(project))
     journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
     try:
         plan = delivery.survey(journal, recipients, record=False)
@@ -157,6 +159,10 @@ def _pull_first(project: Project, no_pull: bool) -> None:
                                                  "fix that, or send with --no-pull")]) from None
 
 
+def _tokens(project: Project) -> Callable[[str], TokenSource | None]:
+    return lambda mailbox: for_purpose(SMTP, project, mailbox)
+
+
 def _bounced(addresses: list[str]) -> None:
     if addresses:
         click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(addresses)}")
@@ -203,7 +209,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
         raise UtskickError(problems)
     template = MessageTemplate.of(rendered, signer.load(project.state_dir), subject_prefix="[TEST] ")
     outbox = project.outbox_dir / f"{rendered.slug}-test"
-    transport = transports.from_environment(outbox, template.sender)
+    transport = transports.from_environment(outbox, template.sender, _tokens(project))
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
     click.echo(f"To:         {', '.join(tests)}")
     click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
