@@ -42,6 +42,9 @@ def _image_src(value: str) -> str:
         raise ValueError(f"{value!r}: an image is an https:// URL or a file path next to the issue")
     if not value:
         raise ValueError("image src is empty")
+    if value.startswith(("/", "\\")):
+        raise ValueError(f"{value!r} is an absolute path: give the path from the issue's folder (bilder/foto.jpg), "
+                         "inside the project folder")
     return value
 
 
@@ -274,7 +277,16 @@ class Settings(Strict):
     footer: Markdown | None = None
     unsubscribe: Unsubscribe
     web_version: WebUrl | None = None
+    # After web_version, whose value the validator reads: hosted images live beside it.
+    images: Literal["embed", "hosted"] = "embed"
     sending: Sending = Field(default_factory=Sending)
+
+    @field_validator("images")
+    @classmethod
+    def _hosted_needs_web_version(cls, value: str, info: ValidationInfo) -> str:
+        if value == "hosted" and "web_version" in info.data and info.data["web_version"] is None:
+            raise ValueError("images: hosted links the images from the web version's site: set web_version too")
+        return value
 
     @field_validator("web_version")
     @classmethod

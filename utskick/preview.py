@@ -28,7 +28,8 @@ from . import subscribers as subs
 from .load import Project, load_issue, load_project
 from .message import MessageTemplate, personalise
 from .model import mailbox
-from .render import GMAIL_CLIP, Embedded, Rendered, render
+from .images import Picture
+from .render import GMAIL_CLIP, Rendered, hosted_url, render
 from .subscribers import Subscriber
 
 HOST = "127.0.0.1"
@@ -37,6 +38,8 @@ KEEPALIVE = 15.0
 SNIPPET = 140
 # A browser cannot fetch cid: parts of a MIME message; the preview serves them at /cid/.
 CID_RE = re.compile(r"""(?<=["'(])cid:""")
+# Images are only ever the pipeline's own JPEG, PNG or GIF; even so, nothing in them may run.
+IMAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Email:
     text: str
     html_size: int
     message_size: int
-    images: dict[str, Embedded]
+    images: dict[str, Picture]  # by Content-ID
     files: tuple[Path, ...]
 
 
@@ -110,13 +113,21 @@ class Preview:
             sender=name or rendered.settings.name,
             snippet=preheader or opening[:SNIPPET],
             has_preheader=bool(preheader),
-            html=CID_RE.sub("/cid/", personal.html),
+            html=self._local_links(rendered, personal.html),
             text=personal.text,
             html_size=len(personal.html.encode()),
             message_size=len(MessageTemplate.of(rendered).render(self.subscriber)),
-            images={i.cid: i for i in rendered.images},
+            images={p.cid: p for p in rendered.pictures},
             files=rendered.files,
         ), rendered.problems + tuple(self._list_problems(project, rendered))
+
+    @staticmethod
+    def _local_links(rendered: Rendered, html: str) -> str:
+        """The email's images as the preview serves them: the issue's files are not published yet."""
+        if rendered.settings.images == "hosted":
+            for picture in rendered.pictures:
+                html = html.replace(f'"{hosted_url(rendered.settings, picture)}"', f'"cid:{picture.cid}"')
+        return CID_RE.sub("/cid/", html)
 
     @staticmethod
     def _list_problems(project: Project, rendered: Rendered) -> list[Problem]:
@@ -220,7 +231,7 @@ class Handler(BaseHTTPRequestHandler):
                        {"Content-Security-Policy": "script-src 'none'; object-src 'none'"})
         elif path.startswith("/cid/") and view.email and path[5:] in view.email.images:
             image = view.email.images[path[5:]]
-            self._send(image.mime, image.data)
+            self._send(image.mime, image.data, IMAGE_HEADERS)
         elif path == "/events":
             self._events()
         else:
