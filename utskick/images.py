@@ -180,7 +180,7 @@ def _sniff(data: bytes) -> str | None:
 def _open(data: bytes, name: str, expected: str) -> Image.Image:
     kind = _sniff(data)
     if kind:
-        raise Refused(f"{name} is a{'n' if kind[0] in 'AEIOU' else ''} {kind} file: {HINTS[kind]}")
+        raise Refused(f"{name} is really in the {kind} format: {HINTS[kind]}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -285,7 +285,7 @@ class Settings(Strict):
     @classmethod
     def _hosted_needs_web_version(cls, value: str, info: ValidationInfo) -> str:
         if value == "hosted" and "web_version" in info.data and info.data["web_version"] is None:
-            raise ValueError("images: hosted links the images from the web version's site: set web_version too")
+            raise ValueError("hosted images are linked from the web version's site: set web_version too")
         return value
 
     @field_validator("web_version")
