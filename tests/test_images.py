@@ -24,7 +24,7 @@ from utskick.render import Rendered, render
 from utskick.subscribers import SAMPLE
 
 from conftest import Run
-from preview_support import previewing
+from preview_support import edit, previewing, until
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
 P3_COLOUR = (200, 60, 40)
@@ -332,3 +332,7 @@ def test_preview_serves_only_pipeline_images_with_a_csp(project: Path) -> None:
             assert "default-src 'none'" in response.headers["Content-Security-Policy"]
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             clean(Image.open(io.BytesIO(response.read())))
+        # Hosted images are not published yet while an editor writes: the preview serves them too.
+        edit(project / "newsletter.yaml", "sending:", "images: hosted\nsending:")
+        view = until(preview, lambda v: v.email is not None and v.email.version > 1)
+        assert view.email is not None and f'src="/cid/{cid}"' in view.email.html and "/images/" not in view.email.html
