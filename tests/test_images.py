@@ -170,7 +170,8 @@ def test_png_keeps_transparency_and_animated_gif_keeps_its_frames(project: Path)
     info.add_text("Author", "Redaktören")
     logo.save(bilder / "logga.png", pnginfo=info)
     frames = [Image.new("RGB", (1600, 800), colour) for colour in (RED, BLUE, (30, 160, 30))]
-    frames[0].save(bilder / "rorlig.gif", save_all=True, append_images=frames[1:], duration=[200, 300, 400], loop=0)
+    frames[0].save(bilder / "rorlig.gif", save_all=True, append_images=frames[1:], duration=[200, 300, 400], loop=0,
+                   comment=b"Redaktoren var har")
     issue = write_issue(project, "{src: bilder/logga.png, alt: Logga}", "{src: bilder/rorlig.gif, alt: Animation}")
     png, gif = rendered(project, issue).pictures
     out = Image.open(io.BytesIO(png.data))
@@ -184,6 +185,20 @@ def test_png_keeps_transparency_and_animated_gif_keeps_its_frames(project: Path)
         anim.seek(n)
         durations.append(anim.info["duration"])
     assert durations == [200, 300, 400]
+    assert b"Redaktoren" not in gif.data
+    clean(anim)
+
+
+def test_multi_picture_jpeg_and_16_bit_grey_png(project: Path) -> None:
+    bilder = project / "issues" / "bilder"
+    views = [Image.new("RGB", (800, 600), colour) for colour in (RED, BLUE)]
+    views[0].save(bilder / "portratt.jpg", "MPO", save_all=True, append_images=views[1:])  # as phones write them
+    Image.new("I;16", (800, 600), 40000).save(bilder / "skanning.png")
+    issue = write_issue(project, "{src: bilder/portratt.jpg, alt: Porträtt}", "{src: bilder/skanning.png, alt: Skanning}")
+    mpo, grey = (Image.open(io.BytesIO(p.data)) for p in rendered(project, issue).pictures)
+    assert mpo.format == "JPEG" and getattr(mpo, "n_frames", 1) == 1 and distance(pixel(mpo, (5, 5)), RED) < 8
+    tone = grey.getpixel((5, 5))
+    assert grey.mode == "L" and isinstance(tone, int) and abs(tone - 40000 // 257) <= 1  # scaled, not clipped
 
 
 def many_frames(count: int, width: int, height: int) -> bytes:

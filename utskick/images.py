@@ -234,7 +234,9 @@ def _plain_mode(image: Image.Image) -> Image.Image:
         return image
     if image.mode in ("P", "PA"):
         return image.convert("RGBA" if image.has_transparency_data else "RGB")
-    return image.convert("RGBA" if "A" in image.getbands() else ("L" if image.mode in ("1", "I", "I;16", "F") else "RGB"))
+    if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey PNG: scale, do not clip
+        return image.convert("I").point(lambda v: v / 257).convert("L")
+    return image.convert("RGBA" if "A" in image.getbands() else ("L" if image.mode == "1" else "RGB"))
 
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
@@ -288,7 +290,9 @@ def _animation(image: Image.Image, name: str, width: int) -> tuple[bytes, tuple[
     for frame in ImageSequence.Iterator(image):
         durations.append(int(frame.info.get("duration", 100)))
         still = frame.convert("RGBA")
-        frames.append(still.resize(goal, Image.Resampling.LANCZOS) if still.size != goal else still)
+        still = still.resize(goal, Image.Resampling.LANCZOS) if still.size != goal else still
+        still.info = {}  # a GIF's comments and extensions stay behind
+        frames.append(still)
     out = io.BytesIO()
     extra = {} if loop is None else {"loop": loop}
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=durations,
