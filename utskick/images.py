@@ -22,6 +22,7 @@ from urllib.parse import quote, urljoin
 
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
+from .errors import display_path
 from .files import write_atomic
 from .model import Image as ImageField
 from .model import Logo
@@ -110,7 +111,7 @@ def prepare(path: Path, root: Path, display_width: int, cache: Path) -> Picture:
     expected = FORMATS.get(path.suffix.lower())
     if expected is None:
         raise Refused(f"{path.name} is not an image utskick can send: use a .jpg, .png or .gif file")
-    data = _read(real)
+    data = _read(real, path)
     width = target_width(display_width)
     key = hashlib.sha256(f"{VERSION}:{width}:".encode() + data).hexdigest()
     cached = _cached(cache, key, expected)
@@ -152,12 +153,12 @@ def _inside(path: Path, root: Path) -> Path:
     return real
 
 
-def _read(path: Path) -> bytes:
+def _read(real: Path, path: Path) -> bytes:
     try:
-        with path.open("rb") as f:
+        with real.open("rb") as f:
             data = f.read(MAX_FILE + 1)
     except FileNotFoundError:
-        raise Refused(f"image file not found: {path}") from None
+        raise Refused(f"image file not found: {display_path(path)}") from None
     except OSError as e:
         raise Refused(f"cannot read {path.name}: {e.strerror}") from None
     if len(data) > MAX_FILE:
