@@ -351,3 +351,13 @@ def test_preview_serves_only_pipeline_images_with_a_csp(project: Path) -> None:
         edit(project / "newsletter.yaml", "sending:", "images: hosted\nsending:")
         view = until(preview, lambda v: v.email is not None and v.email.version > 1)
         assert view.email is not None and f'src="/cid/{cid}"' in view.email.html and "/images/" not in view.email.html
+
+
+def test_preview_shows_a_photo_dropped_in_after_the_issue_names_it(project: Path) -> None:
+    issue = project / "issues" / "2026-12.yaml"
+    with previewing(project) as (preview, _):
+        edit(issue, "bilder/sjoutsikt.png", "bilder/IMG_0003.jpg")
+        until(preview, lambda v: v.failed and "image file not found" in str(v.problems[0]))
+        phone_photo(project / "issues" / "bilder" / "IMG_0003.jpg")
+        view = until(preview, lambda v: not v.failed)
+        assert view.email is not None and [p.format for p in view.email.images.values()] == ["JPEG"]

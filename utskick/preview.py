@@ -28,6 +28,7 @@ from . import subscribers as subs
 from .load import Project, load_issue, load_project
 from .message import MessageTemplate, personalise
 from .model import mailbox
+from . import images
 from .images import Picture
 from .render import GMAIL_CLIP, Rendered, hosted_url, render
 from .subscribers import Subscriber
@@ -166,10 +167,13 @@ class Preview:
         catch_up = False  # a restarted watch may have missed a save made while it set up
         while not self.closing.is_set():
             folders, files = self.watched()
+            # A photo dropped in beside the others counts too: the issue may name it already.
+            image_dirs = {f.resolve().parent for f in self.view.email.files} if self.view.email else set()
 
             def relevant(_: watchfiles.Change, path: str) -> bool:
                 p = Path(path).resolve()
-                return p in files or p.parent == self.templates_dir
+                return (p in files or p.parent == self.templates_dir
+                        or (p.parent in image_dirs and p.suffix.lower() in images.FORMATS))
 
             try:
                 for changes in watchfiles.watch(*folders, watch_filter=relevant, debounce=400, step=50,
