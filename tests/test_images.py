@@ -233,9 +233,13 @@ def test_files_that_are_not_real_images_or_lead_outside_are_refused_at_their_lin
     Image.new("RGB", (600, 400), RED).save(bilder / "bild.webp", "WEBP")
     Image.new("RGB", (600, 400), RED).save(bilder / "egentligen-png.jpg", "PNG")
     (bilder / "IMG_0002.heic").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic")
+    (bilder / "kamera.jpg").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic")
+    phone_photo(bilder / "hel.jpg")
+    (bilder / "avbruten.jpg").write_bytes((bilder / "hel.jpg").read_bytes()[:60_000])
     issue = write_issue(project, *(f"{{src: {src}, alt: X}}" for src in [
         "bilder/anteckningar.png", "bilder/foto.jpg", "../../grannens.png", "bilder/ikon.svg",
-        "bilder/ritning.png", "bilder/bild.webp", "bilder/egentligen-png.jpg", "bilder/IMG_0002.heic"]))
+        "bilder/ritning.png", "bilder/bild.webp", "bilder/egentligen-png.jpg", "bilder/IMG_0002.heic",
+        "bilder/kamera.jpg", "bilder/avbruten.jpg"]))
     found = problems(project, issue)
     expected = [
         "anteckningar.png is not a real PNG image",
@@ -246,6 +250,8 @@ def test_files_that_are_not_real_images_or_lead_outside_are_refused_at_their_lin
         "bild.webp: Outlook does not show WebP",
         "egentligen-png.jpg is a PNG image with a JPEG name: rename it to egentligen-png.png",
         "IMG_0002.heic: mail clients do not show HEIC: export the photo as JPEG",
+        "kamera.jpg is really in the HEIC format: mail clients do not show HEIC",
+        "avbruten.jpg cannot be read as a JPEG image",
     ]
     assert len(found) == len(expected), found
     for n, (problem, message) in enumerate(zip(found, expected)):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urljoin
 
-from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
 from .errors import display_path
 from .files import write_atomic
@@ -170,8 +170,10 @@ def _sniff(data: bytes) -> str | None:
     """Formats we refuse, recognised by content when the name hides them."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
-    if data[4:8] == b"ftyp":
-        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIC"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "AVIF"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+        return "HEIC"
     head = data[:1024].lstrip().lower()
     if head.startswith((b"<?xml", b"<svg", b"<!doctype svg")) and b"<svg" in data[:4096].lower():
         return "SVG"
@@ -202,7 +204,7 @@ def _process(data: bytes, name: str, expected: str, width: int) -> tuple[bytes, 
         if expected == "GIF" and getattr(image, "n_frames", 1) > 1:
             return _animation(image, name, width)
         return _still(image, expected, width)
-    except (OSError, SyntaxError, ValueError, ImageCms.PyCMSError) as e:
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt past its header
         raise Refused(f"{name} cannot be read as a {expected} image ({e})") from None
 
 
@@ -216,7 +218,7 @@ def _fit(size: tuple[int, int], width: int) -> tuple[int, int]:
 def _still(image: Image.Image, fmt: str, width: int) -> tuple[bytes, tuple[int, int]]:
     """The first frame (of an MPO or APNG too), upright, scaled, in sRGB."""
     icc = image.info.get("icc_profile")
-    orientation = image.getexif().get(0x0112, 1)
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     upright = image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
     goal = _fit(upright, width)
     # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that still leaves enough pixels.
@@ -250,14 +252,15 @@ def _srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
         return image  # greyscale stays grey
     alpha = image.getchannel("A") if image.mode == "RGBA" else None
     colour = image.convert("RGB") if image.mode == "RGBA" else image
-    converted = None
+    result = None
     if icc:
         try:
             profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(colour, profile, _SRGB, outputMode="RGB")
+            result = ImageCms.profileToProfile(colour, profile, _SRGB, outputMode="RGB")
         except (ImageCms.PyCMSError, OSError, ValueError):
-            converted = None  # a broken or mismatched profile: fall back to the plain conversion
-    result = converted if converted is not None else colour.convert("RGB")
+            pass  # a broken or mismatched profile: the plain conversion below
+    if result is None:
+        result = colour.convert("RGB")
     if alpha is not None:
         result.putalpha(alpha)
     return result
@@ -270,7 +273,8 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     image.info = {}
     out = io.BytesIO()
     if fmt == "JPEG":
-        image.convert("L" if image.mode in ("L", "LA") else "RGB").save(out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+        image.convert("L" if image.mode == "L" else "RGB").save(
+            out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
     elif fmt == "PNG":
         image.save(out, "PNG", optimize=True)
     else:
