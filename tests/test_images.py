@@ -30,12 +30,12 @@ RED, BLUE = (200, 30, 30), (30, 30, 200)
 P3_COLOUR = (200, 60, 40)
 
 
-def write_issue(project: Path, *image_lines: str, name: str = "bilder") -> Path:
+def write_issue(project: Path, *image_lines: str) -> Path:
     """An issue with one article per image; article i's `image:` is on line 6 + 2 i."""
     lines = ["subject: Bilder", "date: 2026-12-16", "sections:", "  - articles:"]
     for i, image in enumerate(image_lines):
         lines += [f"      - title: Artikel {i}", f"        image: {image}"]
-    path = project / "issues" / f"{name}.yaml"
+    path = project / "issues" / "bilder.yaml"
     path.write_text("\n".join(lines) + "\n", "utf-8")
     return path
 

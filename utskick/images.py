@@ -25,7 +25,7 @@ from PIL import ExifTags, Image, ImageCms, ImageOps, ImageSequence, Unidentified
 from .errors import display_path
 from .files import write_atomic
 from .model import Image as ImageField
-from .model import Logo
+from .model import Logo, Settings
 
 CONTENT_WIDTH = 552  # px: the email's 600 px column less its padding; the widest an image is shown
 LOGO_WIDTH = 200  # px a logo is shown at unless the settings give its width
@@ -90,6 +90,15 @@ class Picture:
         return self.width < self.display_width
 
 
+@dataclass(frozen=True)
+class Shown:
+    """An image as the templates lay it out: its link and the size it is shown at."""
+
+    src: str
+    width: int
+    height: int | None  # unknown for an https:// image utskick never sees
+
+
 def display_width(image: ImageField | Logo) -> int:
     """The one width in px an image is laid out at, which its file is made for."""
     if isinstance(image, Logo):
@@ -131,6 +140,12 @@ def site_files(pictures: Iterable[Picture]) -> tuple[tuple[str, bytes], ...]:
 def url(base: str, picture: Picture) -> str:
     """A picture's link when it is published under `base` (the web version's folder)."""
     return urljoin(base, f"{FOLDER}/{quote(picture.name)}")
+
+
+def hosted_url(settings: Settings, picture: Picture) -> str:
+    """Where `images: hosted` links a picture: images/ beside the web versions."""
+    assert settings.web_version, "the model requires web_version for hosted images"
+    return url(settings.web_version.split("{slug}", 1)[0], picture)
 
 
 def write_files(pictures: Iterable[Picture], site: Path) -> list[Path]:

@@ -30,7 +30,7 @@ from .message import MessageTemplate, personalise
 from .model import mailbox
 from . import images
 from .images import Picture
-from .render import GMAIL_CLIP, Rendered, hosted_url, render
+from .render import GMAIL_CLIP, Rendered, render
 from .subscribers import Subscriber
 
 HOST = "127.0.0.1"
@@ -127,7 +127,7 @@ class Preview:
         """The email's images as the preview serves them: the issue's files are not published yet."""
         if rendered.settings.images == "hosted":
             for picture in rendered.pictures:
-                html = html.replace(f'"{hosted_url(rendered.settings, picture)}"', f'"cid:{picture.cid}"')
+                html = html.replace(f'"{images.hosted_url(rendered.settings, picture)}"', f'"cid:{picture.cid}"')
         return CID_RE.sub("/cid/", html)
 
     @staticmethod

@@ -164,21 +164,6 @@ def web_version_url(settings: Settings, slug: str) -> str | None:
     return settings.web_version.replace("{slug}", slug) if settings.web_version else None
 
 
-def hosted_url(settings: Settings, picture: Picture) -> str:
-    """Where `images: hosted` links a picture: images/ beside the web versions."""
-    assert settings.web_version, "the model requires web_version for hosted images"
-    return images.url(settings.web_version.split("{slug}", 1)[0], picture)
-
-
-@dataclass(frozen=True)
-class Shown:
-    """An image as the templates lay it out: its link and the size it is shown at."""
-
-    src: str
-    width: int
-    height: int | None  # unknown for an https:// image utskick never sees
-
-
 def _environment(project: Project) -> jinja2.Environment:
     loader = jinja2.ChoiceLoader(
         [jinja2.FileSystemLoader(project.templates_dir), jinja2.FileSystemLoader(default_theme())]
@@ -208,12 +193,12 @@ def _wrap(text: str, indent: str = "  ") -> str:
     return "\n".join(textwrap.wrap(text, markdown.WIDTH, subsequent_indent=indent, break_long_words=False))
 
 
-def _filters(settings: Settings, shown: dict[Image | Logo, Shown]) -> dict[str, Any]:
+def _filters(settings: Settings, shown: dict[Image | Logo, images.Shown]) -> dict[str, Any]:
     lang = settings.language
     by_src = {image.src: s.src for image, s in reversed(shown.items())}
 
-    def show(image: Image | Logo) -> Shown:
-        return shown.get(image) or Shown(image.src, images.display_width(image), None)
+    def show(image: Image | Logo) -> images.Shown:
+        return shown.get(image) or images.Shown(image.src, images.display_width(image), None)
 
     def credit(text: str) -> str:
         return text if CREDIT_PREFIX.match(text) else f"{STRINGS[lang]['photo']}: {text}"
@@ -377,7 +362,7 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
     embedded = [] if hosted else _embedded(list(pictures.values()))
     if any(p.is_error for p in image_problems):  # reported with everything the model alone cannot see
         raise UtskickError(image_problems + _checks(project, doc, embedded))
-    shown = {image: Shown(hosted_url(settings, p) if hosted else f"cid:{p.cid}", p.display_width, p.display_height)
+    shown = {image: images.Shown(images.hosted_url(settings, p) if hosted else f"cid:{p.cid}", p.display_width, p.display_height)
              for image, p in pictures.items()}
     env = _environment(project)
     env.filters.update(_filters(settings, shown))
