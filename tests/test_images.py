@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import io
 import re
 import struct
 import urllib.request
+from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import lxml.html
 import pytest
@@ -23,6 +26,7 @@ from utskick.message import personalise
 from utskick.render import Rendered, render
 from utskick.subscribers import SAMPLE
 
+from browser import launch
 from conftest import Run
 from preview_support import edit, previewing, until
 
@@ -367,3 +371,30 @@ def test_preview_shows_a_photo_dropped_in_after_the_issue_names_it(project: Path
         phone_photo(project / "issues" / "bilder" / "IMG_0003.jpg")
         view = until(preview, lambda v: not v.failed)
         assert view.email is not None and [p.format for p in view.email.images.values()] == ["JPEG"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch()
+
+
+def test_images_are_fluid_without_any_style_block(project: Path, browser: Any) -> None:
+    """Clients that drop <style> keep only the inline style: each image fills a narrow column at its
+    own aspect ratio and never grows past its width; Outlook reads the width attribute."""
+    phone_photo(project / "issues" / "bilder" / "IMG_0001.jpg")
+    issue = write_issue(project, "{src: bilder/IMG_0001.jpg, alt: Sjön}", "{src: bilder/sjoutsikt.png, alt: Sjö, width: 120}")
+    r = rendered(project, issue)
+    html = personalise(r, SAMPLE).html
+    for picture in r.pictures:
+        html = html.replace(f"cid:{picture.cid}", f"data:{picture.mime};base64,{base64.b64encode(picture.data).decode()}")
+    tags = [lxml.html.tostring(img, encoding="unicode") for img in lxml.html.fromstring(html).iter("img")]
+    page_html = "".join(f'<div style="width:{w}px">{tag}</div>' for w in (300, 1000) for tag in tags)
+    page = browser.new_page()
+    page.set_content(f"<!DOCTYPE html><html><body>{page_html}</body></html>")
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)", timeout=10_000)
+    sizes = page.evaluate("[...document.images].map(i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height])")
+    page.close()
+    (photo_narrow, small_narrow, photo_wide, small_wide) = sizes
+    assert photo_narrow[0] == 300 and abs(photo_narrow[1] - 300 * 1472 / 1104) < 1
+    assert photo_wide[0] == 552 and abs(photo_wide[1] - 736) < 1
+    assert small_narrow[0] == small_wide[0] == 120
