@@ -103,7 +103,7 @@ def layout_problems(project: Project) -> list[Problem]:
     if url.count("{slug}") == 1 and parts.path.endswith("/{slug}.html") and not parts.query and not parts.fragment:
         return []
     return [project.settings_doc.problem(("web_version", ""), (
-        f"web_version {url!r} does not end in /{{slug}}.html: utskick publish writes <slug>.html and "
+        f"{url!r} does not end in /{{slug}}.html: utskick publish writes <slug>.html and "
         "<slug>-<n>.ics side by side in one folder, so the emails' links would not find them; "
         "use e.g. https://www.example.se/nyhetsbrev/{slug}.html"), "warning")]
 
