@@ -272,6 +272,33 @@ def test_personal_template_fields_get_neutral_text(project: Path, run: Run) -> N
     assert "Hej Anna Exempel i Exempelby!" in (project / "build" / "2026-12.html").read_text("utf-8")
 
 
+def test_a_projects_block_overrides_show_on_the_web_too(project: Path, run: Run) -> None:
+    (project / "templates").mkdir()
+    (project / "templates" / "email.html").write_text(
+        '{% extends "!theme/email.html" %}\n{% block article %}<tr><td class="block"><h3>Egen: {{ article.title }} '
+        '({{ loop.index }})</h3></td></tr>{% endblock %}\n', "utf-8")
+    publish(run, "2026-12")
+    headings = [h.text_content() for h in html_of(project / "site" / "2026-12.html").iter("h3")]
+    assert "Egen: Gemensam planering ska ge fler gymnasieplatser (1)" in headings
+    assert "Egen: Nytt stöd för unga som varken jobbar eller studerar (2)" in headings
+
+
+def test_english_and_without_web_version(project: Path, run: Run) -> None:
+    settings = project / "newsletter.yaml"
+    text = settings.read_text("utf-8").replace("language: sv", "language: en")
+    settings.write_text(re.sub(r"web_version: .*\n", "", text), "utf-8")
+    publish(run, "2026-12")
+    site = project / "site"
+    page = html_of(site / "2026-12.html")
+    assert page.get("lang") == "en" and page.xpath("//a")[0].text_content() == "Skip to content"
+    assert "This is a newsletter from Sjölandets kommunalförbund." in page.text_content()
+    assert "Add to calendar" in page.text_content()
+    assert html_of(site / "index.html").findtext(".//h1") == "Newsletter from Sjölandets kommunalförbund"
+    fragment = lxml.html.fragment_fromstring((site / "2026-12.fragment.html").read_text("utf-8"))
+    assert "2026-12-1.ics" in fragment.xpath("//a/@href"), "without web_version the fragment's links are relative"
+    assert feedparser.parse((site / "feed.xml").read_bytes()).feed.language == "en"
+
+
 def test_an_email_template_without_the_blocks_is_a_located_error(project: Path, run: Run) -> None:
     (project / "templates").mkdir()
     (project / "templates" / "email.html").write_text("<html><body>{{ issue.subject }}</body></html>\n", "utf-8")
@@ -301,6 +328,8 @@ def test_check_warns_when_web_version_cannot_match_the_site(project: Path, run: 
     settings.write_text(re.sub(r"web_version: .*", f"web_version: {pattern}", settings.read_text("utf-8")), "utf-8")
     result = run("check", "2026-12")
     assert result.exit_code == 0, result.output
+    published = run("publish", "2026-10")
+    assert published.exit_code == 0 and ("does not end in /{slug}.html" in published.output) == warned
     line = next(n for n, text in enumerate(settings.read_text("utf-8").splitlines(), 1) if text.startswith("web_version:"))
     warning = re.search(rf"newsletter\.yaml:{line}:\d+: warning: web_version: .*does not end in /{{slug}}\.html", result.output)
     assert bool(warning) == warned, result.output

@@ -257,7 +257,7 @@ def site(project: Project, names: Iterable[str] = ()) -> tuple[dict[str, bytes],
     """Every file of the site by its path in it, and the warnings; raises with the errors of
     every issue at once, before anything is written."""
     pages: list[Page] = []
-    problems: list[Problem] = []
+    problems = layout_problems(project)
     for path in _issue_paths(project, names):
         try:
             doc = load_issue(path)
