@@ -28,7 +28,7 @@ import jinja2
 import lxml.html
 from markupsafe import Markup
 
-from . import calendar, feed
+from . import calendar, feed, images
 from .errors import Problem, UtskickError
 from .files import write_atomic
 from .load import Document, Project, load_issue
@@ -37,7 +37,6 @@ from .render import STRINGS, Rendered, inline, page_environment, render, templat
 
 INDEX = "index.html"
 FEED = "feed.xml"
-IMAGES = "images"  # the image pipeline's folder beside the web versions (images.FOLDER)
 FILE_MODE = 0o644  # read by the web server, whoever it runs as
 FOLDER_MODE = 0o755
 BLOCKS = ("header", "intro", "section", "calendar")
@@ -108,19 +107,15 @@ def layout_problems(project: Project) -> list[Problem]:
         "use e.g. https://www.example.se/nyhetsbrev/{slug}.html"), "warning")]
 
 
-def site_images(project: Project, doc: Document[Issue], rendered: Rendered) -> dict[str, tuple[str, bytes]]:
-    """Each local image's src as written -> (its path in the site, its bytes).
-
-    The one place that knows where the images come from: today the bytes embedded in the email
-    (`rendered.images`); with the image pipeline, its processed files and names instead."""
-    embedded = {e.data: e for e in rendered.images}
-    found: dict[str, tuple[str, bytes]] = {}
+def site_images(project: Project, doc: Document[Issue], rendered: Rendered) -> dict[str, images.Picture]:
+    """Each local image's src as written -> the image pipeline's result for it (resized, no
+    metadata: the same file the email carries), published under `images.FOLDER`."""
+    by_source = {p.source: p for p in rendered.pictures}
+    found: dict[str, images.Picture] = {}
     for folder, image in _images(project, doc):
-        if image.src in found or image.src.lower().startswith("https://"):
-            continue
-        data = (folder / image.src).read_bytes()  # render() has read it, or failed
-        name = Path(embedded[data].filename)
-        found[image.src] = (f"{IMAGES}/{name.stem}-{hashlib.sha256(data).hexdigest()[:12]}{name.suffix.lower()}", data)
+        picture = by_source.get(folder / image.src)
+        if picture is not None:
+            found.setdefault(image.src, picture)
     return found
 
 
@@ -163,10 +158,17 @@ def _with_csp(template: jinja2.Template, context: dict[str, Any]) -> str:
 class _Issue:
     """The email's theme for one issue, laid out as web pages with links relative to `base`."""
 
-    def __init__(self, project: Project, doc: Document[Issue], slug: str, images: dict[str, tuple[str, bytes]], base: str) -> None:
+    def __init__(self, project: Project, doc: Document[Issue], slug: str, pictures: dict[str, images.Picture], base: str) -> None:
         settings, issue = project.settings, doc.model
         self.env = env = page_environment(project)
-        env.filters["image_src"] = lambda src: urljoin(base, quote(images[src][0])) if src in images else src
+
+        def shown(image: Image | Logo) -> images.Shown:
+            p = pictures.get(image.src)
+            if p is None:  # an https:// image, linked as it is
+                return images.Shown(image.src, images.display_width(image), None)
+            return images.Shown(images.url(base, p), p.display_width, p.display_height)
+
+        env.filters["shown"] = shown
         w = WEB_STRINGS[settings.language]
         events = issue.calendar.events if issue.calendar else []
         self.context: dict[str, Any] = {
@@ -224,13 +226,13 @@ def _rendering(project: Project, make: Callable[[], str]) -> str:
 
 def _page(project: Project, doc: Document[Issue], rendered: Rendered) -> Page:
     settings, issue, slug = project.settings, doc.model, rendered.slug
-    images = site_images(project, doc, rendered)
-    here = _rendering(project, lambda: _Issue(project, doc, slug, images, "").page())
+    pictures = site_images(project, doc, rendered)
+    here = _rendering(project, lambda: _Issue(project, doc, slug, pictures, "").page())
     # Pasted into a CMS elsewhere: its links must reach this folder wherever it is uploaded.
     base = urljoin(settings.web_version, ".") if settings.web_version else ""
-    fragment = _rendering(project, lambda: _Issue(project, doc, slug, images, base).fragment())
+    fragment = _rendering(project, lambda: _Issue(project, doc, slug, pictures, base).fragment())
     files = {f"{slug}.html": here.encode(), f"{slug}.fragment.html": fragment.encode()}
-    files.update({path: data for path, data in images.values()})
+    files.update(images.site_files(pictures.values()))
     if issue.calendar and issue.calendar.events:
         # Stamped with the issue's date, not the clock: the same bytes on every publish.
         stamp = datetime.combine(issue.date, Time.min, tzinfo=ZoneInfo(settings.timezone))
