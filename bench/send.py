@@ -170,7 +170,7 @@ def message_size(project: Path) -> int:
         from utskick.load import load_project
         from utskick.message import MessageTemplate
         from utskick.signer import sample
-    from utskick.subscribers import SAMPLE
+        from utskick.subscribers import SAMPLE
 
         _, rendered = load_rendered(load_project(), ISSUE)
         return len(MessageTemplate.of(rendered, sample()).render(SAMPLE))
@@ -206,7 +206,7 @@ def main() -> None:
             n = args.recipients
             print(f"{n} recipients of issues/{ISSUE}.yaml ({size / 1024:.1f} KB per message) to smtp-sink, "
                   f"concurrency {args.concurrency} for (a) and (c); {os.cpu_count()} CPUs")
-            env = {**os.environ, "UTSKICK_SECRET": "bench", "PYTHONPATH": str(ROOT),
+            env = {**os.environ, "UTSKICK_SECRET": "bench-secret-0123456789", "PYTHONPATH": str(ROOT),
                    "UTSKICK_SMTP_URL": f"smtp://127.0.0.1:{port}"}
             runs = {
                 "a": ("(a) utskick send", [sys.executable, "-m", "utskick", "send", ISSUE, "--yes"]),

@@ -94,7 +94,7 @@ def main() -> None:
         (project / "subscribers").mkdir()
         (project / "subscribers" / "unsubscribed.csv").write_text("email\nlars.sund1@storvik.example\n")
         write_list(project / "subscribers" / "stor.csv", rows)
-        env = {"UTSKICK_SECRET": "bench", "PATH": ""}
+        env = {"UTSKICK_SECRET": "bench-secret-0123456789", "PATH": ""}
         results = {}
         for way in ("idle", "csv only", "utskick", "baseline"):
             out = subprocess.run([sys.executable, __file__, "--measure", way, str(project)],
