@@ -295,6 +295,7 @@ RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|ho
 RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 
 
+DKIM_SELECTOR_RE = re.compile(r"^(?!.*_domainkey)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 
 
@@ -345,6 +346,16 @@ class Sending(Strict):
     """Nya försök vid tillfälliga fel, 0-20 (standard 5). Exempel: 5"""
     oauth: OAuth | None = None
     """Inloggning med OAuth2 (XOAUTH2) i stället för lösenord, för Microsoft 365. Exempel: {provider: microsoft365, flow: app, tenant: storsthlm.se, client_id: 1111…}"""
+    dkim_selector: str | None = None
+    """DKIM-väljaren (selector) som reläet signerar med, så att utskick doctor kan hitta nyckeln i DNS; för Microsoft 365 prövas selector1 och selector2 utan den. Exempel: s2048"""
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and not DKIM_SELECTOR_RE.match(value):
+            raise ValueError(f"dkim_selector {value!r} must be a DNS name such as s2048 or selector1 "
+                             "(letters, digits, '-', '_' and '.'), without ._domainkey")
+        return value
 
     @field_validator("rate")
     @classmethod
