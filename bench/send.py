@@ -69,8 +69,9 @@ def make_project(folder: Path, recipients: int, concurrency: int) -> Path:
     return folder
 
 
-def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KB and stderr tail of one child process."""
+def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS in KB, stderr tail and CPU seconds (user + system) of one child
+    process: on a shared machine the CPU seconds move less than the wall time."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -86,7 +87,7 @@ def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, i
     err = b"".join(chunks)
     if proc.returncode != 0:
         sys.exit(f"{args[:4]} failed ({proc.returncode}):\n{err.decode(errors='replace')[-2000:]}")
-    return wall, usage.ru_maxrss, err.decode(errors="replace")[-300:]
+    return wall, usage.ru_maxrss, err.decode(errors="replace")[-300:], usage.ru_utime + usage.ru_stime
 
 
 # --- (b) and (c) run in their own child process so their memory is theirs -----------------------
@@ -251,16 +252,17 @@ def main() -> None:
                 "before": (f"(a) utskick send from {args.before}", send, port),
             }
             results: dict[str, float] = {}
-            print(f"{'':44} {'msg/s':>8} {'MB/s':>7} {'peak MB':>8} {'wall s':>7}")
+            print(f"{'':44} {'msg/s':>8} {'MB/s':>7} {'peak MB':>8} {'wall s':>7} {'cpu s':>6}")
             for key in only:
                 label, cmd, port = runs[key]
                 shutil.rmtree(project / ".utskick", ignore_errors=True)  # every run sends to everyone
                 child_env = {**env, "UTSKICK_SMTP_URL": f"smtp://127.0.0.1:{port}"}
                 if key == "before":
                     child_env["PYTHONPATH"] = str(args.before.resolve())
-                wall, rss_kb, _ = run_child(cmd, project, child_env)
+                wall, rss_kb, _, cpu = run_child(cmd, project, child_env)
                 results[key] = n / wall
-                print(f"{label:44} {n / wall:8.0f} {n * size / wall / 1e6:7.1f} {rss_kb / 1024:8.0f} {wall:7.1f}", flush=True)
+                print(f"{label:44} {n / wall:8.0f} {n * size / wall / 1e6:7.1f} {rss_kb / 1024:8.0f} {wall:7.1f} {cpu:6.1f}",
+                      flush=True)
             ratios = [(f"(a) / ({k})", results["a"] / results[k]) for k in ("a2", "b", "before") if k in results and "a" in results]
             line = "   ".join(f"{name} = {r:.2f}x" for name, r in ratios)
             if "a" in results and "c" in results:
