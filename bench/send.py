@@ -1,16 +1,24 @@
 """Send benchmark: utskick against the office baseline and the socket ceiling, side by side.
 
-    python bench/send.py [--recipients 20000] [--concurrency 8] [--only a,b,c]
+    python bench/send.py [--recipients 20000] [--concurrency 8] [--only a,b,c] [--rtt MS] [--before DIR]
 
 Sends personalised messages of the largest example issue to Postfix's `smtp-sink` on
 127.0.0.1 and prints messages/s, MB/s and peak memory (max RSS of the process doing the work):
 
   (a) `utskick send` as a user runs it: a subprocess with journal, rate limiter (unset) and
       progress bar, startup and the one-off render included;
+  (a2) the same, to an smtp-sink that does not offer PIPELINING (`smtp-sink -p`): four round
+      trips a message instead of two;
   (b) the baseline an office writes today: one `EmailMessage` per recipient, sent with
       `smtplib` over one connection, sequentially;
-  (c) the ceiling: one prebuilt message's bytes written over N plain sockets speaking the
-      minimum of SMTP (MAIL, RCPT, DATA, one reply each), no personalisation at all.
+  (c) the ceiling: one prebuilt message's bytes written over N plain sockets doing utskick's own
+      exchange at its best (MAIL+RCPT+DATA in one write, wait, the content, wait), no
+      personalisation at all.
+
+`--rtt MS` puts bench/latency_proxy.py between every client and smtp-sink, adding MS
+milliseconds in each direction (a relay far away); it then runs a,a2,c on 2,000 recipients
+unless told otherwise. `--before DIR` also runs (a) with the utskick of another checkout (the
+version before a change) against the same sink and proxy.
 
 smtp-sink is in Debian's `postfix` package: `apt-get install postfix` (choose "No
 configuration"); it is run as `smtp-sink -u nobody 127.0.0.1:PORT 256` and discards everything.
@@ -61,8 +69,9 @@ def make_project(folder: Path, recipients: int, concurrency: int) -> Path:
     return folder
 
 
-def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KB and stderr tail of one child process."""
+def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS in KB, stderr tail and CPU seconds (user + system) of one child
+    process: on a shared machine the CPU seconds move less than the wall time."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -78,7 +87,7 @@ def run_child(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, i
     err = b"".join(chunks)
     if proc.returncode != 0:
         sys.exit(f"{args[:4]} failed ({proc.returncode}):\n{err.decode(errors='replace')[-2000:]}")
-    return wall, usage.ru_maxrss, err.decode(errors="replace")[-300:]
+    return wall, usage.ru_maxrss, err.decode(errors="replace")[-300:], usage.ru_utime + usage.ru_stime
 
 
 # --- (b) and (c) run in their own child process so their memory is theirs -----------------------
@@ -143,11 +152,10 @@ def ceiling(project: Path, port: int, recipients: int, connections: int) -> None
             s.sendall(b"EHLO bench\r\n")
             reply()
             for i in range(share):
-                s.sendall(b"MAIL FROM:<nyhetsbrev@sjolandet.example>\r\n")
+                s.sendall(f"MAIL FROM:<nyhetsbrev@sjolandet.example>\r\nRCPT TO:<medlem{i}@kommun.example>\r\n"
+                          "DATA\r\n".encode())
                 reply()
-                s.sendall(f"RCPT TO:<medlem{i}@kommun.example>\r\n".encode())
                 reply()
-                s.sendall(b"DATA\r\n")
                 reply()
                 s.sendall(payload)
                 assert reply().startswith(b"250")
@@ -178,11 +186,27 @@ def message_size(project: Path) -> int:
         os.chdir(cwd)
 
 
+def start_sink(pipelining: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    cmd = [SINK] + (["-u", "nobody"] if os.geteuid() == 0 else []) + ([] if pipelining else ["-p"])
+    return subprocess.Popen(cmd + [f"127.0.0.1:{port}", "256"]), port
+
+
+def start_proxy(upstream: int, delay_ms: float) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/latency_proxy.py in a process of its own (its work is not the measured one's)."""
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("latency_proxy.py")), str(upstream),
+                              "--delay-ms", str(delay_ms)], stdout=subprocess.PIPE)
+    assert proxy.stdout is not None
+    return proxy, int(proxy.stdout.readline())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipients", type=int, default=20_000)
+    ap.add_argument("--recipients", type=int, help="default 20000; 2000 with --rtt")
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--only", default="a,b,c")
+    ap.add_argument("--only", help="which of a,a2,b,c to run (default a,b,c; a,a2,c with --rtt)")
+    ap.add_argument("--rtt", type=float, metavar="MS", help="add MS milliseconds each way through a latency proxy")
+    ap.add_argument("--before", type=Path, metavar="DIR", help="also run (a) with the utskick of this checkout")
     ap.add_argument("--child", choices=["baseline", "ceiling"], help=argparse.SUPPRESS)
     ap.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -195,42 +219,59 @@ def main() -> None:
     if not os.access(SINK, os.X_OK):
         sys.exit("smtp-sink not found: install Debian's postfix package (apt-get install postfix, "
                  "'No configuration'); it provides /usr/sbin/smtp-sink")
+    n = args.recipients or (2_000 if args.rtt else 20_000)
+    only = (args.only or ("a,a2,c" if args.rtt else "a,b,c")).split(",") + (["before"] if args.before else [])
+    helpers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        project = make_project(Path(tmp), args.recipients, args.concurrency)
-        port = free_port()
-        sink_cmd = [SINK] + (["-u", "nobody"] if os.geteuid() == 0 else []) + [f"127.0.0.1:{port}", "256"]
-        sink = subprocess.Popen(sink_cmd)
+        project = make_project(Path(tmp), n, args.concurrency)
         try:
+            ports = {}
+            for pipelining in (True, False):
+                sink, port = start_sink(pipelining)
+                helpers.append(sink)
+                if args.rtt:
+                    proxy, port = start_proxy(port, args.rtt)
+                    helpers.append(proxy)
+                ports[pipelining] = port
             time.sleep(0.5)
             size = message_size(project)
-            n = args.recipients
-            print(f"{n} recipients of issues/{ISSUE}.yaml ({size / 1024:.1f} KB per message) to smtp-sink, "
+            where = f"through a proxy adding {args.rtt:g} ms each way" if args.rtt else "on loopback"
+            print(f"{n} recipients of issues/{ISSUE}.yaml ({size / 1024:.1f} KB per message) to smtp-sink {where}, "
                   f"concurrency {args.concurrency} for (a) and (c); {os.cpu_count()} CPUs")
-            env = {**os.environ, "UTSKICK_SECRET": "bench-secret-0123456789", "PYTHONPATH": str(ROOT),
-                   "UTSKICK_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+            env = {**os.environ, "UTSKICK_SECRET": "bench-secret-not-for-mail", "PYTHONPATH": str(ROOT)}
+            port = ports[True]
+            send = [sys.executable, "-m", "utskick", "send", ISSUE, "--yes"]
             runs = {
-                "a": ("(a) utskick send", [sys.executable, "-m", "utskick", "send", ISSUE, "--yes"]),
+                "a": ("(a) utskick send", send, port),
+                "a2": ("(a2) utskick send, no PIPELINING offered", send, ports[False]),
                 "b": ("(b) EmailMessage + smtplib, 1 connection",
-                      [sys.executable, __file__, "--child", "baseline", "--project", str(project), "--port", str(port)]),
+                      [sys.executable, __file__, "--child", "baseline", "--project", str(project), "--port", str(port)], port),
                 "c": (f"(c) prebuilt bytes, {args.concurrency} raw sockets",
                       [sys.executable, __file__, "--child", "ceiling", "--project", str(project), "--port", str(port),
-                       "--recipients", str(n), "--concurrency", str(args.concurrency)]),
+                       "--recipients", str(n), "--concurrency", str(args.concurrency)], port),
+                "before": (f"(a) utskick send from {args.before}", send, port),
             }
             results: dict[str, float] = {}
-            print(f"{'':44} {'msg/s':>8} {'MB/s':>7} {'peak MB':>8} {'wall s':>7}")
-            for key in args.only.split(","):
-                label, cmd = runs[key]
-                wall, rss_kb, _ = run_child(cmd, project, env)
+            print(f"{'':44} {'msg/s':>8} {'MB/s':>7} {'peak MB':>8} {'wall s':>7} {'cpu s':>6}")
+            for key in only:
+                label, cmd, port = runs[key]
+                shutil.rmtree(project / ".utskick", ignore_errors=True)  # every run sends to everyone
+                child_env = {**env, "UTSKICK_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+                if key == "before":
+                    child_env["PYTHONPATH"] = str(args.before.resolve())
+                wall, rss_kb, _, cpu = run_child(cmd, project, child_env)
                 results[key] = n / wall
-                print(f"{label:44} {n / wall:8.0f} {n * size / wall / 1e6:7.1f} {rss_kb / 1024:8.0f} {wall:7.1f}", flush=True)
-            if "a" in results and "b" in results:
-                print(f"(a) / (b) = {results['a'] / results['b']:.1f}x", end="")
+                print(f"{label:44} {n / wall:8.0f} {n * size / wall / 1e6:7.1f} {rss_kb / 1024:8.0f} {wall:7.1f} {cpu:6.1f}",
+                      flush=True)
+            ratios = [(f"(a) / ({k})", results["a"] / results[k]) for k in ("a2", "b", "before") if k in results and "a" in results]
+            line = "   ".join(f"{name} = {r:.2f}x" for name, r in ratios)
             if "a" in results and "c" in results:
-                print(f"   (a) / (c) = {100 * results['a'] / results['c']:.0f} %", end="")
-            print()
+                line += f"   (a) / (c) = {100 * results['a'] / results['c']:.0f} %"
+            print(line.strip())
         finally:
-            sink.terminate()
-            sink.wait()
+            for helper in helpers:
+                helper.terminate()
+                helper.wait()
 
 
 if __name__ == "__main__":

@@ -298,6 +298,7 @@ RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|ho
 RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 
 
+DKIM_SELECTOR_RE = re.compile(r"^(?!.*_domainkey)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 
 
@@ -358,6 +359,16 @@ class Sending(Strict):
     """Högst så många mottagare per rullande dygn, över alla nummer; sedan avslutas utskicket med kod 75 och fortsätter nästa körning. Exempel: 10000"""
     oauth: OAuth | None = None
     """Inloggning med OAuth2 (XOAUTH2) i stället för lösenord, för Microsoft 365. Exempel: {provider: microsoft365, flow: app, tenant: storsthlm.se, client_id: 1111…}"""
+    dkim_selector: str | None = None
+    """DKIM-väljaren (selector) som reläet signerar med, så att utskick doctor kan hitta nyckeln i DNS; för Microsoft 365 prövas selector1 och selector2 utan den. Exempel: s2048"""
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and not DKIM_SELECTOR_RE.match(value):
+            raise ValueError(f"dkim_selector {value!r} must be a DNS name such as s2048 or selector1 "
+                             "(letters, digits, '-', '_' and '.'), without ._domainkey")
+        return value
 
     @model_validator(mode="before")
     @classmethod
