@@ -94,13 +94,14 @@ def baseline(project: Path, port: int) -> None:
     from utskick.cli import load_rendered
     from utskick.load import load_project
     from utskick.message import personalise
+    from utskick.signer import sample
     from utskick.subscribers import recipients
 
     p = load_project()
     _, rendered = load_rendered(p, ISSUE)
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         for sub in recipients(p, ["bench"]).subscribers:
-            body = personalise(rendered, sub)
+            body = personalise(rendered, sub, sample())
             msg = EmailMessage()
             msg["From"] = p.settings.from_
             msg["To"] = f"{sub.name} <{sub.email}>"
@@ -122,10 +123,11 @@ def ceiling(project: Path, port: int, recipients: int, connections: int) -> None
     from utskick.cli import load_rendered
     from utskick.load import load_project
     from utskick.message import MessageTemplate
+    from utskick.signer import sample
     from utskick.subscribers import SAMPLE
 
     _, rendered = load_rendered(load_project(), ISSUE)
-    payload = MessageTemplate.of(rendered).render(SAMPLE) + b".\r\n"
+    payload = MessageTemplate.of(rendered, sample()).render(SAMPLE) + b".\r\n"
 
     def one(share: int) -> None:
         with socket.create_connection(("127.0.0.1", port)) as s:
@@ -167,10 +169,11 @@ def message_size(project: Path) -> int:
         from utskick.cli import load_rendered
         from utskick.load import load_project
         from utskick.message import MessageTemplate
-        from utskick.subscribers import SAMPLE
+        from utskick.signer import sample
+    from utskick.subscribers import SAMPLE
 
         _, rendered = load_rendered(load_project(), ISSUE)
-        return len(MessageTemplate.of(rendered).render(SAMPLE))
+        return len(MessageTemplate.of(rendered, sample()).render(SAMPLE))
     finally:
         os.chdir(cwd)
 

@@ -10,8 +10,16 @@ import pytest
 from click.testing import CliRunner, Result
 
 from utskick.cli import cli
+from utskick.signer import Signer
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-0123456789abcdef"
+"""UTSKICK_SECRET in every test project."""
+
+
+def token(address_key: str) -> str:
+    """The unsubscribe token `send` gives this person in a test project."""
+    return Signer(SECRET.encode()).token(address_key)
 
 
 @pytest.fixture
@@ -23,7 +31,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(ROOT / "issues", dest / "issues")
     shutil.copytree(ROOT / "subscribers", dest / "subscribers")
     monkeypatch.chdir(dest)
-    monkeypatch.setenv("UTSKICK_SECRET", "test-secret")
+    monkeypatch.setenv("UTSKICK_SECRET", SECRET)
     monkeypatch.delenv("UTSKICK_SMTP_URL", raising=False)
     return dest
 

@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from utskick import signer
 from utskick.preview import Preview, PreviewServer, View, serving
+from utskick.signer import Signer
 from utskick.subscribers import SAMPLE, Subscriber
 
 ISSUE = "2026-12"
@@ -14,9 +16,12 @@ SUBJECT = "Nytt från Sjölandet – december 2026"
 
 
 @contextmanager
-def previewing(project: Path, subscriber: Subscriber = SAMPLE) -> Iterator[tuple[Preview, PreviewServer]]:
-    """The preview of the December issue on a free port, stopped (threads and socket) on exit."""
-    preview = Preview(project / "newsletter.yaml", project / "issues" / f"{ISSUE}.yaml", subscriber)
+def previewing(project: Path, subscriber: Subscriber = SAMPLE,
+               signing: Signer | None = None) -> Iterator[tuple[Preview, PreviewServer]]:
+    """The preview of the December issue on a free port, stopped (threads and socket) on exit;
+    the sample subscriber's links are signed with the sample key, as `utskick preview` does."""
+    preview = Preview(project / "newsletter.yaml", project / "issues" / f"{ISSUE}.yaml", subscriber,
+                      signing or signer.sample())
     with serving(preview, 0) as server:
         yield preview, server
 

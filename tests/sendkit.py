@@ -8,7 +8,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from utskick import delivery, subscribers
+from utskick import delivery, signer, subscribers
 from utskick.cli import load_rendered
 from utskick.delivery import Outcome, Policy
 from utskick.load import load_project
@@ -47,7 +47,7 @@ def send(transport: Transport, lists: tuple[str, ...] = ("stor",), policy: Polic
     project = load_project()
     _, rendered = load_rendered(project, issue)
     recipients = subscribers.recipients(project, lists).subscribers
-    return delivery.send(project, MessageTemplate.of(rendered), transport, recipients, policy=policy,
+    return delivery.send(project, MessageTemplate.of(rendered, signer.load(project.state_dir)), transport, recipients, policy=policy,
                          resend_uncertain=resend_uncertain)
 
 

@@ -21,8 +21,9 @@ from preview_support import ISSUE, SUBJECT, edit, previewing, until
 from utskick.files import write_atomic
 from utskick.load import load_project
 from utskick.preview import View
+from utskick.subscribers import SAMPLE
 from utskick.subscribers import find as find_subscriber
-from utskick.subscribers import secret, token
+from utskick import signer
 
 WAIT = 10.0
 
@@ -49,7 +50,7 @@ def test_page_and_email_over_http(project: Path) -> None:
         assert "script-src 'none'" in headers["Content-Security-Policy"]
         assert "<script" not in email.lower()
         assert "Ett år av gemensamma steg" in email
-        assert "token=exempel-token" in email  # personalised through personalise()
+        assert f"token={signer.sample().token(SAMPLE.key)}" in email  # personalised through personalise()
         cids = re.findall(r'src="/cid/([^"]+)"', email)
         assert cids and "cid:" not in email
         kind, _, image = get(server.url + "cid/" + cids[0])
@@ -127,9 +128,8 @@ def test_as_subscriber_gets_their_token(project: Path) -> None:
     person = find_subscriber(settings, "Maria.Oberg@lindas.example ")
     assert person.name == "Maria Öberg"
     assert person.attrs["kommun"] == "Lindås"
-    expected = token(secret(settings.state_dir), "maria.oberg@lindas.example")
-    assert person.token == expected
-    with previewing(project, person) as (_, server):
+    expected = signer.load(settings.state_dir).token("maria.oberg@lindas.example")
+    with previewing(project, person, signer.load(settings.state_dir)) as (_, server):
         assert f"token={expected}" in get(server.url + "email.html")[2].decode()
         assert "Maria Öberg" in get(server.url)[2].decode()
 

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from conftest import Run
 
 from utskick.load import load_issue, load_project
 from utskick.message import MessageTemplate
 from utskick.message import personalise
 from utskick.render import Rendered, contrast, render
+from utskick.signer import Signer
 from utskick.subscribers import SAMPLE, Subscriber
 
-from conftest import Run
+SIGNER = Signer(b"render-test-key-0123456789")
 
 
 def rendered(project: Path, slug: str = "2026-12") -> Rendered:
@@ -26,7 +28,7 @@ def rendered(project: Path, slug: str = "2026-12") -> Rendered:
 
 
 def page(r: Rendered, sub: Subscriber = SAMPLE) -> lxml.html.HtmlElement:
-    return lxml.html.document_fromstring(personalise(r, sub).html)
+    return lxml.html.document_fromstring(personalise(r, sub, SIGNER).html)
 
 
 @pytest.mark.parametrize("slug", ["2026-12", "2026-10", "2026-11-intern"])
@@ -61,7 +63,7 @@ def test_read_more_links_name_their_article(project: Path) -> None:
 
 
 def test_css_inlined_and_media_queries_kept(project: Path) -> None:
-    html = personalise(rendered(project), SAMPLE).html
+    html = personalise(rendered(project), SAMPLE, SIGNER).html
     doc = lxml.html.document_fromstring(html)
     h1 = next(doc.iter("h1"))
     assert "font-size" in (h1.get("style") or "")
@@ -72,15 +74,15 @@ def test_css_inlined_and_media_queries_kept(project: Path) -> None:
 
 
 def test_footer_has_unsubscribe_and_web_version(project: Path) -> None:
-    sub = Subscriber("x@example.se", "x@example.se", "X", token="tok123")
+    sub = Subscriber("x@example.se", "x@example.se", "X")
     doc = page(rendered(project), sub)
     hrefs = {a.text_content().strip(): a.get("href") for a in doc.iter("a")}
-    assert hrefs["Avregistrera"] == "https://www.sjolandet.example/avregistrera?token=tok123"
+    assert hrefs["Avregistrera"] == f"https://www.sjolandet.example/avregistrera?token={SIGNER.token('x@example.se')}"
     assert hrefs["Visa i webbläsare"] == "https://www.sjolandet.example/nyhetsbrev/2026-12.html"
 
 
 def test_text_part_wrapped_with_lists_links_and_calendar(project: Path) -> None:
-    text = personalise(rendered(project), SAMPLE).text
+    text = personalise(rendered(project), SAMPLE, SIGNER).text
     assert all(len(line) <= 78 for line in text.splitlines())
     assert "- Start: 1 februari 2027" in text
     assert "Läs mer: https://www.sjolandet.example/nyheter/gymnasieplatser" in text
@@ -97,19 +99,19 @@ def test_personalise_fills_markers_escaped_in_html_plain_in_text(project: Path, 
         original.replace("<h1>", "<p class='greet'>Hej {{ subscriber.name }} i {{ subscriber.kommun }}!</p><h1>"), "utf-8")
     r = rendered(project)
     assert r.fields == {"name", "kommun"}
-    sub = Subscriber("a@b.se", "a@b.se", "Åsa <Öberg> & co", {"kommun": "Trollhättan"}, token="t")
+    sub = Subscriber("a@b.se", "a@b.se", "Åsa <Öberg> & co", {"kommun": "Trollhättan"})
     doc = page(r, sub)
     assert doc.xpath("string(//p[@class='greet'])") == "Hej Åsa <Öberg> & co i Trollhättan!"
-    assert "&lt;Öberg&gt; &amp; co" in personalise(r, sub).html
-    assert "%%U" not in personalise(r, sub).html
+    assert "&lt;Öberg&gt; &amp; co" in personalise(r, sub, SIGNER).html
+    assert "%%U" not in personalise(r, sub, SIGNER).html
 
 
 def test_project_template_overrides_default_by_name(project: Path) -> None:
     (project / "templates").mkdir()
     (project / "templates" / "email.txt").write_text("EGEN MALL {{ issue.subject }}\n", "utf-8")
     r = rendered(project)
-    assert personalise(r, SAMPLE).text == "EGEN MALL Nytt från Sjölandet – december 2026\n"
-    assert "<h1" in personalise(r, SAMPLE).html  # html still from the default theme
+    assert personalise(r, SAMPLE, SIGNER).text == "EGEN MALL Nytt från Sjölandet – december 2026\n"
+    assert "<h1" in personalise(r, SAMPLE, SIGNER).html  # html still from the default theme
 
 
 def test_raw_html_and_template_syntax_in_content_are_text(project: Path) -> None:
@@ -117,7 +119,7 @@ def test_raw_html_and_template_syntax_in_content_are_text(project: Path) -> None
     text = path.read_text("utf-8").replace(
         "Planen beskriver", "<script>alert(1)</script> {{ subscriber.email }} <b>fet</b> Planen beskriver")
     path.write_text(text, "utf-8")
-    html = personalise(rendered(project, "2026-10"), SAMPLE).html
+    html = personalise(rendered(project, "2026-10"), SAMPLE, SIGNER).html
     assert "<script>" not in html and "<b>fet</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; {{ subscriber.email }} &lt;b&gt;fet&lt;/b&gt;" in html
 
@@ -135,7 +137,7 @@ def test_english_strings_and_dates(project: Path) -> None:
 
 def test_eml_structure_with_embedded_image(project: Path) -> None:
     r = rendered(project)
-    raw = MessageTemplate.of(r).render(Subscriber("petter@ekeby.example", "petter@ekeby.example", "Petter Åkesson", token="t"))
+    raw = MessageTemplate.of(r, SIGNER).render(Subscriber("petter@ekeby.example", "petter@ekeby.example", "Petter Åkesson"))
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
@@ -156,7 +158,7 @@ def test_eml_structure_with_embedded_image(project: Path) -> None:
 
 
 def test_plain_issue_without_images_is_alternative_only(project: Path) -> None:
-    msg = email.message_from_bytes(MessageTemplate.of(rendered(project, "2026-10")).render(SAMPLE), policy=policy.default)
+    msg = email.message_from_bytes(MessageTemplate.of(rendered(project, "2026-10"), SIGNER).render(SAMPLE), policy=policy.default)
     assert msg.get_content_type() == "multipart/alternative"
 
 
@@ -201,7 +203,7 @@ def test_headers_folded_encoded_and_parsable(project: Path) -> None:
     long_subject = "Nyheter " * 130
     issue.write_text(issue.read_text("utf-8").replace(
         "subject: Nyhetsbrev från Sjölandets kommunalförbund 8 oktober 2026", f"subject: {long_subject.strip()}"), "utf-8")
-    raw = MessageTemplate.of(rendered(project, "2026-10")).render(SAMPLE)
+    raw = MessageTemplate.of(rendered(project, "2026-10"), SIGNER).render(SAMPLE)
     lines = _headers(raw)
     assert max(len(line) for line in lines) <= 998
     assert sum(len(line) > 78 for line in lines) == 0, [line for line in lines if len(line) > 78]

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import SECRET
 from sendkit import write_list
 from smtp_server import Recorder, Server
 
@@ -31,7 +32,7 @@ def throttle(project: Path, rate: str) -> None:
 
 
 def start(project: Path, server: Server, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "UTSKICK_SMTP_URL": server.url, "UTSKICK_SECRET": "test-secret"}
+    env = {**os.environ, "UTSKICK_SMTP_URL": server.url, "UTSKICK_SECRET": SECRET}
     return subprocess.Popen(COMMAND + list(extra), cwd=project, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

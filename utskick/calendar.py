@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime, timedelta, timezone
 from datetime import time as Time
-from email.utils import parseaddr
 from typing import Iterable, Sequence
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
@@ -115,7 +114,7 @@ def _uids(settings: Settings, events: Sequence[Event]) -> list[str]:
     re-import updates the reader's entry instead of duplicating it; correcting the time or place
     keeps it too. Two events with the same title on the same day are told apart by their order.
     """
-    domain = parseaddr(settings.from_)[1].rpartition("@")[2].lower() or "utskick"
+    domain = settings.sender.domain
     seen: dict[str, int] = {}
     out = []
     for event in events:

@@ -1,10 +1,10 @@
 """The send loop: a pool of connections, a shared rate limit, retries, and a journal entry
 around every SMTP transaction, so that a re-run of the same command resumes where it stopped.
 
-Recipients come from `subscribers.recipients` (each person once, suppressed left out, tokens
-signed) and are never held as messages: each worker renders one recipient's bytes, sends them,
+Recipients come from `subscribers.recipients` (each person once, suppressed left out) and are
+never held as messages: each worker renders one recipient's bytes, sends them,
 forgets them.
-What a reply means is decided in `transport.classify`; what it does to the send is decided here:
+What a reply means is decided in `replies`; what it does to the send is decided here:
 
 * 4xx and dropped connections: back off (exponential, jittered) and retry, then `failed`;
 * a relay that cannot be reached (no greeting, 421 at the greeting, a timeout) is not the
@@ -33,8 +33,8 @@ from .journal import Counts, Journal, Row, State
 from .load import Project
 from .message import MessageTemplate
 from .model import Sending
-from .subscribers import Subscriber, list_paths, load_list, load_suppressed, merge, secret, suppression_path, token
-from .transport import Bounced, Connection, Fatal, Temporary, Transport, TransportError, refused_address
+from .subscribers import Subscriber, list_paths, load_list, load_suppressed, merge, suppression_path
+from .transport import BudgetReached, Bounced, Connection, Fatal, Temporary, Transport, TransportError
 
 BOUNCE_STREAK = 5
 """This many 5.1.x refusals in a row stop the send: the relay, not the list, is probably wrong."""
@@ -50,10 +50,6 @@ def lists_for(issue_lists: Iterable[str], chosen: Iterable[str], where: Path) ->
     if not lists:
         raise UtskickError(Problem("no lists to send to: add 'lists: [name]' to the issue or pass --list NAME", where))
     return lists
-
-
-def with_token(key: bytes, subscriber: Subscriber) -> Subscriber:
-    return replace(subscriber, token=token(key, subscriber.key))
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,11 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else (1 if self.stopped else 0)
+        if self.interrupted:
+            return 130
+        if isinstance(self.stopped, BudgetReached):
+            return 75  # EX_TEMPFAIL: nothing is wrong; run the same command later
+        return 1 if self.stopped else 0
 
 
 Progress = Callable[[Counts, int], None]
@@ -191,7 +191,7 @@ class Delivery:
                     continue
                 if row.state == "inflight" and not self.resend:
                     continue
-                if row.state == "pending" and refused_address(row.reply):
+                if row.state == "deferred":
                     deferred.append((sub, row))
                     continue
                 await queue.put((sub, row))
@@ -229,7 +229,7 @@ class Delivery:
 
             def committing() -> None:
                 nonlocal committed, state
-                self.journal.inflight(sub.key)
+                self.journal.inflight(sub.key, self.template.message_id(sub))
                 self.record_move(state, "inflight")
                 committed, state = True, "inflight"
 
@@ -249,7 +249,7 @@ class Delivery:
             except Bounced as e:
                 self.record(sub.key, state, "bounced", e.reply, attempt=not committed)
                 # Refused on an earlier run too, and the relay has accepted others: a real bounce.
-                if not (refused_address(row.reply) and self.counts.sent > 0):
+                if not (row.state == "deferred" and self.counts.sent > 0):
                     self.bounced(sub.key, e)
             except Temporary as e:
                 if e.reconnect and connection is not None:
@@ -304,7 +304,7 @@ class Delivery:
         if not stopped and len(self.streak) < self.policy.bounce_streak:
             return
         for k, reply in self.streak:
-            self.record(k, "bounced", "pending", reply, attempt=False)
+            self.record(k, "bounced", "deferred", reply, attempt=False)
             self.finished -= 1
         if not stopped:
             self.stop(BounceStreak(
@@ -355,7 +355,7 @@ def standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
     if listed is None:
         return counts, 0
     gone = 0
-    for row in journal.rows("pending", "failed", "inflight"):
+    for row in journal.rows("pending", "deferred", "failed", "inflight"):
         if row.key not in listed:
             counts.add(row.state, -1)
             gone += 1
@@ -375,7 +375,7 @@ def send_lock(state_dir: Path) -> Iterator[None]:
 def send(project: Project, template: MessageTemplate, transport: Transport, recipients: Sequence[Subscriber], *,
          resend_uncertain: bool = False, policy: Policy | None = None,
          on_start: Callable[[Survey], None] | None = None, on_progress: Progress | None = None) -> Outcome:
-    """Send one issue to `recipients` (tokens signed), resuming whatever an earlier run left.
+    """Send one issue to `recipients`, resuming whatever an earlier run left.
 
     SMTP trouble never raises: it ends in the outcome (stopped, interrupted, the counts).
     """
@@ -407,14 +407,13 @@ def send_tests(project: Project, rendered_template: MessageTemplate, transport: 
 
     Not journaled: a test is not the send. Returns (address, server reply or problem).
     """
-    key = secret(project.state_dir)
 
     async def run() -> list[tuple[str, str]]:
         results: list[tuple[str, str]] = []
         connection: Connection | None = None
         try:
             for n, (email, canonical) in enumerate(addresses, 1):
-                sub = with_token(key, replace(first, email=email, key=canonical))
+                sub = replace(first, email=email, key=canonical)
                 try:
                     connection = connection or await transport.connect()
                     reply = await connection.send(n, email, rendered_template.render(sub), lambda: None)

@@ -6,27 +6,35 @@ committed transaction, written around the SMTP transaction it describes:
     pending --(DATA about to be sent)--> inflight --(server said 250)--> sent
                                                   --(4xx after data)----> pending (retried)
     pending --(5.1.x to RCPT)--> bounced          pending --(retries exhausted)--> failed
+    bounced --(part of a streak of refusals: the relay, not the list)--> deferred (tried last)
 
 A row left `inflight` by a crash is the one honest gap ("uncertain"): the message may or may
 not have been accepted. WAL with synchronous=NORMAL keeps every commit across a process crash;
 a power loss may forget the last moments, which can only send those messages again, never skip
 them (a forgotten `inflight` or `sent` reads as `pending`).
+
+The file carries a schema version (`PRAGMA user_version`); `open` migrates an older journal in
+place, in one transaction, so a journal written by an earlier utskick keeps working.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
-State = Literal["pending", "inflight", "sent", "bounced", "failed"]
-DB_NAME = "utskick.db"
+from .replies import refused_address
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS delivery (
+State = Literal["pending", "deferred", "inflight", "sent", "bounced", "failed"]
+DB_NAME = "utskick.db"
+VERSION = 2
+
+SCHEMA = ["""
+CREATE TABLE delivery (
     issue     TEXT NOT NULL,
     transport TEXT NOT NULL,
     key       TEXT NOT NULL,
@@ -36,9 +44,60 @@ CREATE TABLE IF NOT EXISTS delivery (
     attempts  INTEGER NOT NULL DEFAULT 0,
     reply     TEXT NOT NULL DEFAULT '',
     updated   TEXT NOT NULL,
+    message_id TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (issue, transport, key)
-) WITHOUT ROWID;
-"""
+) WITHOUT ROWID""",
+    "CREATE INDEX delivery_message_id ON delivery (message_id) WHERE message_id != ''",
+    # Mail read back from the sender's mailbox (`inbox`), by its own Message-ID: applied once.
+    "CREATE TABLE processed (message_id TEXT PRIMARY KEY, action TEXT NOT NULL, at TEXT NOT NULL) WITHOUT ROWID",
+]
+
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    """Version 1 kept "put back after a bounce streak" only in the reply text of a pending row,
+    and no Message-IDs: make the first a state, and add the second (and the inbox's record)."""
+    db.execute("ALTER TABLE delivery ADD COLUMN message_id TEXT NOT NULL DEFAULT ''")
+    for statement in SCHEMA[1:]:
+        db.execute(statement)
+    put_back = [(i, t, k) for i, t, k, reply in db.execute(
+        "SELECT issue, transport, key, reply FROM delivery WHERE state = 'pending'") if refused_address(reply)]
+    db.executemany("UPDATE delivery SET state = 'deferred' WHERE issue=? AND transport=? AND key=?", put_back)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+"""From version N to N+1. Version 1 had no user_version (0) but a delivery table."""
+
+
+class JournalTooNew(Exception):
+    """Written by a newer utskick: refuse rather than guess what its states mean."""
+
+
+def prepare(db: sqlite3.Connection) -> None:
+    """Create the schema, or migrate an older one up to VERSION, in one transaction."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > VERSION:
+        raise JournalTooNew(f"written by a newer utskick (journal version {version}, this one knows {VERSION})")
+    if version == VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()  # another process may have done it
+        if version == 0:
+            exists = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='delivery'").fetchone()
+            if exists:
+                version = 1
+            else:
+                for statement in SCHEMA:
+                    db.execute(statement)
+                version = VERSION
+        while version < VERSION:
+            MIGRATIONS[version](db)
+            version += 1
+        db.execute(f"PRAGMA user_version = {VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def now() -> str:
@@ -54,6 +113,7 @@ class Row:
     attempts: int
     reply: str
     updated: str
+    message_id: str = ""
 
     @property
     def shown_state(self) -> str:
@@ -61,8 +121,9 @@ class Row:
 
 
 def shown(state: str) -> str:
-    """What an editor reads: an `inflight` row outside a running send is 'uncertain'."""
-    return "uncertain" if state == "inflight" else state
+    """What an editor reads: an `inflight` row outside a running send is 'uncertain'; a deferred
+    one is still to send."""
+    return {"inflight": "uncertain", "deferred": "pending"}.get(state, state)
 
 
 @dataclass
@@ -97,7 +158,7 @@ class Journal:
         db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
+        prepare(db)
         return cls(db, issue, transport)
 
     @staticmethod
@@ -115,7 +176,7 @@ class Journal:
 
     def get(self, key: str) -> Row | None:
         r = self.db.execute(
-            "SELECT key, seq, email, state, attempts, reply, updated FROM delivery"
+            "SELECT key, seq, email, state, attempts, reply, updated, message_id FROM delivery"
             " WHERE issue=? AND transport=? AND key=?", (self.issue, self.transport, key)).fetchone()
         return Row(*r) if r else None
 
@@ -149,9 +210,13 @@ class Journal:
             " WHERE issue=? AND transport=? AND key=?",
             (state, attempt, reply, now(), self.issue, self.transport, key))
 
-    def inflight(self, key: str) -> None:
-        """Committed before the server can accept the message: a crash from here is 'uncertain'."""
-        self._set(key, "inflight", None, 1)
+    def inflight(self, key: str, message_id: str) -> None:
+        """Committed before the server can accept the message: a crash from here is 'uncertain'.
+        The Message-ID is recorded with it: a bounce report that returns it names this row."""
+        self.db.execute(
+            "UPDATE delivery SET state='inflight', attempts=attempts+1, message_id=?, updated=?"
+            " WHERE issue=? AND transport=? AND key=?",
+            (message_id, now(), self.issue, self.transport, key))
 
     def done(self, key: str, state: State, reply: str) -> None:
         """The server's verdict on a transaction (the attempt was counted at `inflight`)."""
@@ -169,7 +234,7 @@ class Journal:
         return c
 
     def rows(self, *states: State) -> Iterator[Row]:
-        sql = ("SELECT key, seq, email, state, attempts, reply, updated FROM delivery"
+        sql = ("SELECT key, seq, email, state, attempts, reply, updated, message_id FROM delivery"
                " WHERE issue=? AND transport=?")
         args: list[str] = [self.issue, self.transport]
         if states:
@@ -183,9 +248,9 @@ class Journal:
         """The transports an issue was sent through, for `status`."""
         if not Journal.exists(state_dir):
             return []
-        db = sqlite3.connect(state_dir / DB_NAME, timeout=10)
+        db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=10)
         try:
-            db.executescript(SCHEMA)
+            prepare(db)
             return [t for (t,) in db.execute("SELECT DISTINCT transport FROM delivery WHERE issue=? ORDER BY transport",
                                              (issue,))]
         finally:
@@ -208,3 +273,14 @@ def keys_ever(state_dir: Path) -> list[str]:
         return []
     finally:
         db.close()
+
+
+def find_message(state_dir: Path, message_id: str) -> tuple[str, str, Row] | None:
+    """(issue, transport, row) of the message with this Message-ID, for a bounce report that
+    returned it; None when utskick sent no such message."""
+    if not message_id or not Journal.exists(state_dir):
+        return None
+    with Journal.open(state_dir, "", "") as j:
+        r = j.db.execute("SELECT issue, transport, key, seq, email, state, attempts, reply, updated, message_id"
+                         " FROM delivery WHERE message_id = ?", (message_id,)).fetchone()
+    return (r[0], r[1], Row(*r[2:])) if r else None

@@ -12,13 +12,14 @@ import base64
 import binascii
 import html
 import re
-import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
 
-from .model import Settings, mailbox
+from .addresses import Sender, ascii_form
+from .model import Settings
 from .render import UNSUB, Embedded, Rendered, Split
+from .signer import Signer
 from .subscribers import Subscriber
 
 CRLF = b"\r\n"
@@ -31,23 +32,24 @@ class Personalised:
     unsubscribe_url: str | None
 
 
-def unsubscribe_url(settings: Settings, subscriber: Subscriber) -> str | None:
+def unsubscribe_url(settings: Settings, token: str) -> str | None:
     url = settings.unsubscribe.url
-    return url.replace("{token}", subscriber.token) if url else None
+    return url.replace("{token}", token) if url else None
 
 
-def field_values(rendered: Rendered, subscriber: Subscriber) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link."""
-    unsub = unsubscribe_url(rendered.settings, subscriber)
+def field_values(rendered: Rendered, subscriber: Subscriber, signer: Signer) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link,
+    signed here, so no link can be built without its token."""
+    unsub = unsubscribe_url(rendered.settings, signer.token(subscriber.key))
     plain = {f: subscriber.field(f) or "" for f in rendered.fields}
     plain[UNSUB] = unsub or ""
     escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
     return plain, escaped, unsub
 
 
-def personalise(rendered: Rendered, subscriber: Subscriber) -> Personalised:
+def personalise(rendered: Rendered, subscriber: Subscriber, signer: Signer) -> Personalised:
     """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
-    plain, escaped, unsub = field_values(rendered, subscriber)
+    plain, escaped, unsub = field_values(rendered, subscriber, signer)
     return Personalised(rendered.html.fill(escaped), rendered.text.fill(plain), unsub)
 
 
@@ -82,17 +84,6 @@ def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
 
 
-def ascii_address(address: str) -> str:
-    """The address with its domain in IDNA form, as SMTP without SMTPUTF8 needs it."""
-    local, _, domain = address.rpartition("@")
-    if domain.isascii():
-        return address
-    try:
-        return f"{local}@{domain.encode('idna').decode()}"
-    except UnicodeError:
-        return address
-
-
 def _one_line(value: str) -> str:
     """A list's value as header text: a line break or control character in a CSV cell must not
     start a new header line (or end SMTP's DATA early)."""
@@ -106,7 +97,7 @@ def _dot_safe(data: bytes) -> bool:
 
 
 def _mailbox(name: str, address: str) -> str:
-    return f"{_phrase(name)} <{ascii_address(address)}>" if name else ascii_address(address)
+    return f"{_phrase(name)} <{ascii_form(address)}>" if name else ascii_form(address)
 
 
 def _qp(text: str) -> bytes:
@@ -196,8 +187,7 @@ class MessageTemplate:
     """Everything about an issue's message that is the same for every recipient."""
 
     rendered: Rendered
-    sender: str
-    domain: str
+    signer: Signer
     fixed_headers: bytes
     skeleton: tuple[bytes, bytes, bytes]
     """The MIME structure around the text and html bodies, attachments encoded once."""
@@ -205,25 +195,22 @@ class MessageTemplate:
     html: _Encoded
 
     @classmethod
-    def of(cls, rendered: Rendered, subject_prefix: str = "") -> MessageTemplate:
+    def of(cls, rendered: Rendered, signer: Signer, subject_prefix: str = "") -> MessageTemplate:
         s = rendered.settings
-        name, address = mailbox(s.from_)
-        address = ascii_address(address)
-        domain = address.rpartition("@")[2].lower()
-        local = address.rpartition("@")[0].lower()
-        headers = _header("From", _mailbox(name or s.name, address)).decode()
+        sender = s.sender
+        headers = _header("From", _mailbox(sender.name, sender.address)).decode()
         headers += _header("Subject", subject_prefix + rendered.issue.subject).decode()
         if s.reply_to:
-            rname, raddr = mailbox(s.reply_to)
-            headers += _header("Reply-To", _mailbox(rname, raddr)).decode()
-        headers += _fold(f"List-Id: {_phrase(s.name)} <{local}.{domain}>") + "\r\n"
+            reply_to = Sender.of(s.reply_to, "")
+            headers += _header("Reply-To", _mailbox(reply_to.name, reply_to.address)).decode()
+        headers += _fold(f"List-Id: {_phrase(s.name)} <{sender.local}.{sender.domain}>") + "\r\n"
         headers += "MIME-Version: 1.0\r\n"
         before, rest = _body(rendered, TEXT_SLOT, HTML_SLOT).split(TEXT_SLOT)
         between, after = rest.split(HTML_SLOT)
         text, html = _Encoded.of(rendered.text), _Encoded.of(rendered.html)
         # Checked once here so that no message needs scanning on its way to the server.
         assert all(_dot_safe(b) for b in (headers.encode(), before, between, after, *text.parts, *html.parts))
-        return cls(rendered, address, domain, headers.encode(), (before, between, after), text, html)
+        return cls(rendered, signer, headers.encode(), (before, between, after), text, html)
 
     def list_unsubscribe(self, unsubscribe_url: str | None) -> list[tuple[str, str]]:
         """RFC 2369 / RFC 8058 headers: one-click only when there is an https link to post to."""
@@ -231,19 +218,27 @@ class MessageTemplate:
         if unsubscribe_url:
             targets.append(f"<{unsubscribe_url}>")
         if self.rendered.settings.unsubscribe.mailto:
-            targets.append(f"<mailto:{ascii_address(self.rendered.settings.unsubscribe.mailto)}?subject=unsubscribe>")
+            targets.append(f"<mailto:{ascii_form(self.rendered.settings.unsubscribe.mailto)}?subject=unsubscribe>")
         out = [("List-Unsubscribe", ", ".join(targets))]
         if unsubscribe_url and unsubscribe_url.lower().startswith("https://"):
             out.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         return out
 
+    @property
+    def sender(self) -> str:
+        return self.rendered.settings.sender.address
+
+    def message_id(self, subscriber: Subscriber) -> str:
+        """The same on every build, retry and resume: bounce reports are matched by it."""
+        return self.signer.message_id(self.rendered.slug, subscriber.key, self.rendered.settings.sender.domain)
+
     def render(self, subscriber: Subscriber) -> bytes:
         """The complete RFC 5322 message for one recipient: the html and text `personalise`
         gives, CRLF line endings and no line starting with '.', so SMTP sends it unchanged."""
-        plain, escaped, unsub = field_values(self.rendered, subscriber)
+        plain, escaped, unsub = field_values(self.rendered, subscriber, self.signer)
         head = _header("To", _mailbox(_one_line(subscriber.name), _one_line(subscriber.email)))
         head += _header("Date", formatdate(localtime=True))
-        head += _header("Message-ID", f"<{secrets.token_hex(12)}@{self.domain}>")
+        head += _header("Message-ID", self.message_id(subscriber))
         for k, v in self.list_unsubscribe(unsub):
             head += _fold(f"{k}: {v}").encode() + CRLF
         before, between, after = self.skeleton

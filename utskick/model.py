@@ -7,13 +7,14 @@ errors into located problems, so validators raise plain `ValueError`s with edito
 from __future__ import annotations
 
 import re
-from email.utils import getaddresses
 from datetime import date as Date
 from datetime import time as Time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .addresses import Sender, bare_address, parse_mailbox
 
 URL_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 
@@ -57,22 +58,8 @@ def _non_blank(value: str) -> str:
     return value
 
 
-def mailbox(value: str) -> tuple[str, str]:
-    """(display name, address) of 'name@example.se' or 'Name <name@example.se>'."""
-    parsed = getaddresses([value.strip()])
-    if len(parsed) != 1:
-        raise ValueError(f"{value.strip()!r} is more than one address; put a name with a comma in quotes: "
-                         '"Kansliet, Storvik" <kansliet@example.se>')
-    name, address = parsed[0]
-    local, _, domain = address.rpartition("@")
-    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+", local) or "." not in domain or not domain.strip("."):
-        raise ValueError(f"{value.strip()!r} is not an e-mail address (write name@example.se or 'Name <name@example.se>'; "
-                         "letters before the @ must be a-z, 0-9 or . _ + -)")
-    return name, address
-
-
 def _email_address(value: str) -> str:
-    mailbox(value)
+    parse_mailbox(value)
     return value.strip()
 
 
@@ -83,6 +70,7 @@ OneLine = Annotated[str, AfterValidator(_one_line), AfterValidator(_non_blank)]
 Text = Annotated[str, AfterValidator(_non_blank)]
 Markdown = str
 Address = Annotated[str, AfterValidator(_email_address)]
+BareAddress = Annotated[str, AfterValidator(bare_address)]
 
 
 class Strict(BaseModel):
@@ -226,7 +214,7 @@ class Issue(Strict):
 
 class Unsubscribe(Strict):
     url: WebUrl | None = None
-    mailto: Address | None = None
+    mailto: BareAddress | None = None
 
     @model_validator(mode="after")
     def _one_way_out(self) -> Unsubscribe:
@@ -275,6 +263,11 @@ class Settings(Strict):
     unsubscribe: Unsubscribe
     web_version: WebUrl | None = None
     sending: Sending = Field(default_factory=Sending)
+
+    @property
+    def sender(self) -> Sender:
+        """Who every message is from; the name defaults to the newsletter's."""
+        return Sender.of(self.from_, self.name)
 
     @field_validator("web_version")
     @classmethod

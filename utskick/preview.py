@@ -27,8 +27,8 @@ from .errors import Problem, UtskickError, display_path
 from . import subscribers as subs
 from .load import Project, load_issue, load_project
 from .message import MessageTemplate, personalise
-from .model import mailbox
 from .render import GMAIL_CLIP, Embedded, Rendered, render
+from .signer import Signer
 from .subscribers import Subscriber
 
 HOST = "127.0.0.1"
@@ -77,6 +77,7 @@ class Preview:
     settings_path: Path
     issue_path: Path
     subscriber: Subscriber
+    signer: Signer
     view: View = field(default_factory=lambda: View(0, (), None))
     closing: threading.Event = field(default_factory=threading.Event)
     watching: threading.Event = field(default_factory=threading.Event)
@@ -100,20 +101,19 @@ class Preview:
     def _email(self, version: int) -> tuple[Email, tuple[Problem, ...]]:
         project = load_project(self.settings_path)
         rendered = render(project, load_issue(self.issue_path))
-        personal = personalise(rendered, self.subscriber)
-        name, _ = mailbox(rendered.settings.from_)
+        personal = personalise(rendered, self.subscriber, self.signer)
         preheader = rendered.issue.preheader
         opening = " ".join(personal.text.split())
         return Email(
             version=version,
             subject=rendered.issue.subject,
-            sender=name or rendered.settings.name,
+            sender=rendered.settings.sender.name,
             snippet=preheader or opening[:SNIPPET],
             has_preheader=bool(preheader),
             html=CID_RE.sub("/cid/", personal.html),
             text=personal.text,
             html_size=len(personal.html.encode()),
-            message_size=len(MessageTemplate.of(rendered).render(self.subscriber)),
+            message_size=len(MessageTemplate.of(rendered, self.signer).render(self.subscriber)),
             images={i.cid: i for i in rendered.images},
             files=rendered.files,
         ), rendered.problems + tuple(self._list_problems(project, rendered))

@@ -66,16 +66,32 @@ class Signer:
         return hmac.compare_digest(self.mac(purpose, data), mac)
 
 
+# A fixed key for the fictional sample subscriber of `build` and `preview`: build output is
+# meant to be published, so it must carry no token signed with the real secret.
+SAMPLE_KEY = b"utskick: the sample subscriber's key, not a secret"
+
+
+def sample() -> Signer:
+    return Signer(SAMPLE_KEY)
+
+
+def _short(value: bytes, where: Path | None, name: str) -> Problem | None:
+    if len(value.strip()) >= MIN_SECRET:
+        return None
+    return Problem(f"{name} is blank or shorter than {MIN_SECRET} characters: every token would be "
+                   "guessable; set a long random value (or delete the file to have one made)", where)
+
+
 def _checked(value: bytes, where: Path | None, name: str) -> bytes:
-    if len(value.strip()) < MIN_SECRET:
-        raise UtskickError(Problem(f"{name} is blank or shorter than {MIN_SECRET} characters: every "
-                                   "token would be guessable; set a long random value", where))
+    problem = _short(value, where, name)
+    if problem is not None:
+        raise UtskickError(problem)
     return value.strip()
 
 
 def load(state_dir: Path) -> Signer:
     """UTSKICK_SECRET, else a random secret made once in `.utskick/secret` (mode 0600)."""
-    env = os.environ.get("UTSKICK_SECRET")
+    env = os.environ.get("UTSKICK_SECRET", "")
     if env:
         return Signer(_checked(env.encode(), None, "UTSKICK_SECRET"))
     path = state_dir / "secret"
@@ -91,10 +107,22 @@ def load(state_dir: Path) -> Signer:
         raise UtskickError(Problem(f"cannot read or create the secret: {e.strerror or e}", path)) from None
 
 
-def warnings(state_dir: Path) -> list[Problem]:
-    """Without UTSKICK_SECRET the secret is `.utskick/secret` on this computer: a send from another
-    computer would sign other tokens, and old links would resolve to nobody."""
-    if os.environ.get("UTSKICK_SECRET"):
-        return []
-    return [Problem("the secret lives on this computer only: copy .utskick/secret or set UTSKICK_SECRET "
-                    "on every computer that sends", state_dir / "secret", severity="warning")]
+def problems(state_dir: Path) -> list[Problem]:
+    """What `check` says of the secret, without creating it: an error when it is too short; a
+    warning when it is `.utskick/secret` on this computer only, since a send from another
+    computer would sign other tokens and old links would resolve to nobody."""
+    env = os.environ.get("UTSKICK_SECRET", "")
+    if env:
+        short = _short(env.encode(), None, "UTSKICK_SECRET")
+        return [short] if short else []
+    path = state_dir / "secret"
+    found: list[Problem] = []
+    try:
+        short = _short(path.read_bytes(), path, "the secret") if path.exists() else None
+    except OSError as e:
+        short = Problem(f"cannot read the secret: {e.strerror or e}", path)
+    if short:
+        found.append(short)
+    found.append(Problem("the secret lives on this computer only: copy .utskick/secret or set UTSKICK_SECRET "
+                         "on every computer that sends", path, severity="warning"))
+    return found

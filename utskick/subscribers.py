@@ -1,8 +1,6 @@
-"""Lists, validation, the suppression list as read at send time, unsubscribe tokens.
+"""Lists, validation and the suppression list as read at send time.
 
-The canonical key of a person is the lower-cased ASCII form of the address: it is what dedupe,
-suppression, the send journal and unsubscribe tokens all use, so `anna@åre.se` and
-`anna@xn--re-xia.se` are one person everywhere.
+A person is their canonical key (see `addresses`): dedupe, suppression and the journal use it.
 
 `subscribers/<name>.csv` is the list <name>; `subscribers/unsubscribed.csv` is the suppression
 list, applied to every send and never itself a list. A row we cannot use is a warning at its line
@@ -11,24 +9,16 @@ and is skipped: one typo must neither stop a send nor crash it.
 
 from __future__ import annotations
 
-import base64
 import gc
-import hashlib
-import hmac
-import os
-import re
-import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-
+from .addresses import InvalidAddress, normalise
 from .csvfile import Table, read_table
 from .errors import Problem, UtskickError
-from .files import locked, write_atomic
 from .load import Project
 
 ADDRESS_COLUMNS = frozenset({"email", "e-mail", "e-post", "epost", "mail"})
@@ -47,7 +37,6 @@ class Subscriber:
     key: str
     name: str = ""
     attrs: Mapping[str, str] = field(default_factory=dict)
-    token: str = ""
 
     def field(self, name: str) -> str | None:
         """A template field's value, or None when this recipient's list has no such column."""
@@ -64,92 +53,7 @@ SAMPLE = Subscriber(
     key="anna.exempel@example.se",
     name="Anna Exempel",
     attrs={"kommun": "Exempelby", "organisation": "Exempelby kommun", "roll": "Kommunchef"},
-    token="exempel-token",
 )
-
-
-def secret(state_dir: Path) -> bytes:
-    """UTSKICK_SECRET, else a random secret made once in `.utskick/secret` (mode 0600)."""
-    env = os.environ.get("UTSKICK_SECRET")
-    if env:
-        return env.encode()
-    path = state_dir / "secret"
-    # preview, check and send may all make it at once: one of them must win for everyone.
-    with locked(state_dir / "secret.lock"):
-        if path.exists():
-            return path.read_bytes().strip()
-        value = secrets.token_urlsafe(32).encode()
-        write_atomic(path, value, mode=0o600)
-        return value
-
-
-def secret_warnings(state_dir: Path) -> list[Problem]:
-    """Without UTSKICK_SECRET the secret is `.utskick/secret` on this computer: a send from another
-    computer would sign other tokens, and old links would resolve to nobody."""
-    if os.environ.get("UTSKICK_SECRET"):
-        return []
-    return [Problem("the secret lives on this computer only: copy .utskick/secret or set UTSKICK_SECRET "
-                    "on every computer that sends", state_dir / "secret", severity="warning")]
-
-
-def token(key: bytes, address_key: str) -> str:
-    """An opaque, unforgeable unsubscribe token: no address ever appears in a URL."""
-    return signer(key)(address_key)
-
-
-def signer(key: bytes) -> Callable[[str], str]:
-    """`token` with the key's HMAC state set up once: signing a whole list costs half as much."""
-    base = hmac.new(key, digestmod=hashlib.sha256)
-
-    def sign(address_key: str) -> str:
-        mac = base.copy()
-        mac.update(address_key.encode())
-        return base64.urlsafe_b64encode(mac.digest()[:18]).decode().rstrip("=")
-
-    return sign
-
-
-# A strict subset of what email-validator accepts, for plain ASCII addresses: dot-atom local part
-# of common characters, letter-only top-level domain. Anything else goes to email-validator.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-FAST_ADDRESS = re.compile(rf"([A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
-SPECIAL_USE = re.compile(rf"(?:^|\.)(?:{'|'.join(map(re.escape, SPECIAL_USE_DOMAIN_NAMES))})$")
-
-
-def fast_normalise(address: str) -> tuple[str, str] | None:
-    """(normalised address, key) for a plainly valid ASCII address, or None to ask email-validator.
-
-    email-validator costs about 110 µs an address, too slow for 100,000-row lists; this costs
-    about 1 µs and covers nearly every real address. A hypothesis test shows it accepts nothing
-    email-validator rejects and normalises exactly as it does ('--' labels such as IDNA `xn--`
-    and reserved domains such as `.local` are left to email-validator).
-    """
-    m = FAST_ADDRESS.fullmatch(address)
-    if m is None or len(m[1]) > 64 or len(address) > 254:
-        return None
-    domain = m[2].lower()
-    if "--" in domain or SPECIAL_USE.search(domain):
-        return None
-    email = f"{m[1]}@{domain}"
-    key = email.lower()
-    return email, email if key == email else key
-
-
-def normalise(address: str) -> tuple[str, str]:
-    """(normalised address, canonical key); ValueError with email-validator's reason if invalid."""
-    fast = fast_normalise(address)
-    if fast is not None:
-        return fast
-    try:
-        # No SMTPUTF8: a non-ASCII local part could not be delivered through most relays.
-        r = validate_email(address, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as e:
-        raise ValueError(str(e)) from None
-    return r.normalized, str(r.ascii_email).lower()
-
-
-def show(value: str) -> str:
-    return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
 def address_column(table: Table) -> int:
@@ -183,11 +87,11 @@ def valid_rows(table: Table, address: int) -> Iterator[ValidRow | Problem]:
         if not problem:
             try:
                 email, key = normalise(raw)
-            except ValueError as e:
-                problem = f"{show(raw)} is not a valid address: {e}"
+            except InvalidAddress as e:
+                yield e.problem(table.path, line, severity="warning", suffix="; row skipped")
             else:
                 yield line, cells, email, key
-                continue
+            continue
         yield Problem(f"{problem.rstrip('.')}; row skipped", table.path, line, severity="warning")
 
 
@@ -317,16 +221,15 @@ class Recipients(NamedTuple):
 
 
 @_collector_paused()
-def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str], key: bytes | None = None) -> Recipients:
+def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str]) -> Recipients:
     """The union of `lists`, each person once, minus the suppressed, in list then file order.
 
     A suppressed person counts as suppressed on every list they are on; anyone else on a second
-    list counts as a duplicate there. With `key`, each recipient gets their unsubscribe token.
+    list counts as a duplicate there.
     """
     seen: set[str] = set()
     out: list[Subscriber] = []
     stats: list[ListStats] = []
-    sign = signer(key) if key else None
     for lst in lists:
         valid = lst.rows - lst.invalid
         duplicates, blocked = valid - len(lst.subscribers), 0
@@ -337,21 +240,21 @@ def merge(lists: Sequence[SubscriberList], suppressed: frozenset[str], key: byte
                 duplicates += 1
             else:
                 seen.add(s.key)
-                out.append(Subscriber(s.email, s.key, s.name, s.attrs, sign(s.key)) if sign else s)
+                out.append(s)
         receive = valid - duplicates - blocked
         stats.append(ListStats(lst.name, lst.rows, valid, lst.invalid, duplicates, blocked, receive))
     return Recipients(out, [p for lst in lists for p in lst.problems], stats)
 
 
 def recipients(project: Project, names: Sequence[str], fields: Iterable[str] = ()) -> Recipients:
-    """Who gets an issue sent to `names`: with tokens, each person once, the suppressed left out.
+    """Who gets an issue sent to `names`: each person once, the suppressed left out.
 
     Its problems are what `check --list` reports, `fields` (the template's columns) included,
     so `send` reads every list once.
     """
     lists = [load_list(list_path(project, n)) for n in dict.fromkeys(names)]
     suppressed, problems = load_suppressed(suppression_path(project))
-    found = merge(lists, suppressed, secret(project.state_dir))
+    found = merge(lists, suppressed)
     return Recipients(found.subscribers, problems + found.problems + column_problems(lists, fields), found.stats)
 
 
@@ -401,14 +304,14 @@ def column_problems(lists: Sequence[SubscriberList], fields: Iterable[str]) -> l
 
 
 def find(project: Project, address: str) -> Subscriber:
-    """The person with `address` (any spelling) on the first list that has them, with the token
-    `send` gives them: for previewing the issue as one real recipient."""
+    """The person with `address` (any spelling) on the first list that has them: for previewing
+    the issue as one real recipient."""
     try:
         key = normalise(address.strip())[1]
-    except ValueError as e:
-        raise UtskickError(Problem(f"{show(address)} is not a valid address: {e}")) from None
+    except InvalidAddress as e:
+        raise UtskickError(e.problem()) from None
     for path in list_paths(project).values():
         for s in load_list(path).subscribers:
             if s.key == key:
-                return Subscriber(s.email, s.key, s.name, s.attrs, token(secret(project.state_dir), key))
+                return s
     raise UtskickError(Problem(f"{address} is on no list here", project.subscribers_dir))

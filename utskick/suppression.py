@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
 
+from .addresses import InvalidAddress, normalise, show
 from .csvfile import format_row, read_table
 from .errors import Problem, UtskickError
 from .files import locked, write_atomic
 from .journal import keys_ever
 from .load import Project
+from . import signer
+from .signer import Signer
 from .subscribers import (
     ADDRESS_COLUMNS, DATE_COLUMNS, REASON_COLUMNS, TOKEN_COLUMNS, address_column, list_paths, load_list,
-    load_suppressed, normalise, secret, show, signer, suppression_path, valid_rows,
+    load_suppressed, suppression_path, valid_rows,
 )
 
 
@@ -51,8 +54,8 @@ def _suppress(path: Path, entries: Iterable[tuple[str, str]], today: Date | None
     for raw, reason in entries:
         try:
             email, key = normalise(raw.strip())
-        except ValueError as e:
-            raise UtskickError(Problem(f"{show(raw)} is not a valid address: {e}", path)) from None
+        except InvalidAddress as e:
+            raise UtskickError(e.problem(path)) from None
         if key in keys:
             continue
         keys.add(key)
@@ -74,7 +77,7 @@ def _suppress(path: Path, entries: Iterable[tuple[str, str]], today: Date | None
     return list(added.values())
 
 
-def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+def resolve_tokens(signing: Signer, tokens: Iterable[str], candidates: Iterable[str]) -> tuple[dict[str, str], list[str]]:
     """Tokens back to keys, by signing every candidate key: ({token: key}, tokens not found).
 
     Tokens are one-way on purpose (no address in any URL), so the only way back is to sign
@@ -83,9 +86,8 @@ def resolve_tokens(key: bytes, tokens: Iterable[str], candidates: Iterable[str])
     asked = list(dict.fromkeys(tokens))
     wanted = set(asked)
     found: dict[str, str] = {}
-    sign = signer(key)
     for candidate in candidates:
-        t = sign(candidate)
+        t = signing.token(candidate)
         if t in wanted:
             found[t] = candidate
             if len(found) == len(wanted):
@@ -156,12 +158,13 @@ def unsubscribe(project: Project, requests: Sequence[Request], reason: str = "")
             continue
         try:
             email, key = normalise(r.text)
-        except ValueError as e:
-            problems.append(r.problem(f"{show(r.text)} is not a valid address: {e}"))
+        except InvalidAddress as e:
+            problems.append(r.problem(e.message()))
         else:
             emails.setdefault(key, email)
     if tokens:
-        found, missing = resolve_tokens(secret(project.state_dir), tokens, known_keys(project))
+        # Only now: unsubscribing by address alone must not create the secret as a side effect.
+        found, missing = resolve_tokens(signer.load(project.state_dir), tokens, known_keys(project))
         for key in found.values():
             emails.setdefault(key, key)
         problems += [tokens[t].problem(f"token {show(t)} belongs to nobody on any list, the suppression list or the send journal") for t in missing]

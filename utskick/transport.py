@@ -27,12 +27,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from . import replies
+from .addresses import ascii_form
 from .errors import Problem, UtskickError
 from .files import write_atomic
-from .message import ascii_address
 
 Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
-ENHANCED_RE = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 SMTP_TIMEOUT = 60.0
 
 
@@ -40,12 +40,14 @@ class TransportError(Exception):
     """A failed step, typed like aiosmtplib's errors: the reply code and text and the recipient."""
 
     def __init__(self, message: str, *, code: int | None = None, recipient: str | None = None,
-                 stage: Stage = "data") -> None:
+                 stage: Stage = "data", hint: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.recipient = recipient
         self.stage = stage
+        self.hint = hint
+        """What to do about it, for the person running the send ("" when the reply says it all)."""
 
     @property
     def reply(self) -> str:
@@ -67,6 +69,11 @@ class Bounced(TransportError):
 
 class Fatal(TransportError):
     """The server refuses the sender or us (535, 5.7.x, TLS, refused): stop the whole send."""
+
+
+class BudgetReached(Fatal):
+    """The relay's sending budget is spent (Microsoft 365's quota): stop, suppress nobody, and
+    come back later (exit 75)."""
 
 
 Committing = Callable[[], None]
@@ -165,32 +172,19 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret)
 
 
-def _enhanced(message: str) -> tuple[int, int, int] | None:
-    m = ENHANCED_RE.match(message)
-    return (int(m[1]), int(m[2]), int(m[3])) if m else None
-
-
-def refused_address(reply: str) -> bool:
-    """Whether a recorded reply ('550 5.1.1 …') refused the recipient's address itself."""
-    code, _, message = reply.partition(" ")
-    enhanced = _enhanced(message)
-    return code.startswith("5") and enhanced is not None and enhanced[:2] == (5, 1)
-
-
 def classify(code: int, message: str, stage: Stage, recipient: str | None) -> TransportError:
-    """What a non-success reply means for the send (RFC 5321 and RFC 3463 codes)."""
-    if 400 <= code < 500:
+    """The typed error for a refusal; what it means is decided in `replies`."""
+    verdict, hint = replies.for_send(replies.Reply(code, message), stage)
+    if verdict == "temporary":
         return Temporary(message, code=code, recipient=recipient, stage=stage, reconnect=code == 421)
-    enhanced = _enhanced(message)
-    if stage == "rcpt" and enhanced is not None and enhanced[:2] == (5, 1):
-        return Bounced(message, code=code, recipient=recipient, stage=stage)
-    return Fatal(message, code=code, recipient=recipient, stage=stage)
+    kind: type[TransportError] = {"bounced": Bounced, "budget": BudgetReached}.get(verdict, Fatal)
+    return kind(message, code=code, recipient=recipient, stage=stage, hint=hint)
 
 
 class SmtpConnection:
     def __init__(self, client: aiosmtplib.SMTP, sender: str, timeout: float) -> None:
         self.client = client
-        self.mail_from = b"MAIL FROM:<" + ascii_address(sender).encode("ascii") + b">\r\n"
+        self.mail_from = b"MAIL FROM:<" + ascii_form(sender).encode("ascii") + b">\r\n"
         self.timeout = timeout
 
     async def _reply(self, data: bytes) -> aiosmtplib.SMTPResponse:
@@ -212,7 +206,7 @@ class SmtpConnection:
             reply = await self._reply(self.mail_from)
             if reply.code == 250:
                 stage = "rcpt"
-                reply = await self._reply(b"RCPT TO:<" + ascii_address(recipient).encode("ascii") + b">\r\n")
+                reply = await self._reply(b"RCPT TO:<" + ascii_form(recipient).encode("ascii") + b">\r\n")
             if reply.code in (250, 251):
                 stage = "data"
                 reply = await self._reply(b"DATA\r\n")
@@ -280,7 +274,8 @@ class SmtpTransport:
         try:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError as e:
-            raise Fatal(f"authentication failed for {s.username!r} ({e.code} {e.message})", code=e.code, stage="auth") from None
+            raise Fatal(f"authentication failed for {s.username!r} ({e.code} {e.message})", code=e.code, stage="auth",
+                        hint=replies.for_send(replies.Reply(e.code, e.message), "auth")[1]) from None
         except aiosmtplib.SMTPConnectResponseError as e:
             if 400 <= e.code < 500:
                 raise Temporary(f"{where} is busy: {e.message}", code=e.code, stage="connect", reconnect=True) from None

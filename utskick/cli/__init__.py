@@ -24,6 +24,7 @@ from ..message import MessageTemplate, personalise
 from ..model import Issue
 from ..render import Rendered, render
 from ..subscribers import SAMPLE
+from .. import signer
 
 
 @dataclass
@@ -88,7 +89,7 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     """
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
-    problems = list(rendered.problems) + subs.secret_warnings(project.state_dir)
+    problems = list(rendered.problems) + signer.problems(project.state_dir)
     if lists or doc.model.lists:
         problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
     report(problems)
@@ -115,11 +116,12 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
     doc, rendered = load_rendered(project, issue)
     report(list(rendered.problems))
     out = output or project.build_dir
-    personal = personalise(rendered, SAMPLE)
+    sample = signer.sample()
+    personal = personalise(rendered, SAMPLE, sample)
     written = {
         f"{rendered.slug}.html": personal.html.encode(),
         f"{rendered.slug}.txt": personal.text.encode(),
-        f"{rendered.slug}.eml": MessageTemplate.of(rendered).render(SAMPLE),
+        f"{rendered.slug}.eml": MessageTemplate.of(rendered, sample).render(SAMPLE),
     }
     written.update({a.filename: a.data for a in rendered.attachments})
     written.update(rendered.web_files)
@@ -231,8 +233,9 @@ def preview(obj: Context, issue: str, port: int, open_browser: bool, address: st
     path = project.issue_path(issue)
     if not path.is_file():
         raise UtskickError(Problem("file not found", path))
-    subscriber = subs.find(project, address) if address else SAMPLE
-    with serving(Preview(project.settings_doc.path, path, subscriber), port) as server:
+    # A real subscriber's link is signed with the real secret; the sample's with the sample key.
+    subscriber, signing = (subs.find(project, address), signer.load(project.state_dir)) if address else (SAMPLE, signer.sample())
+    with serving(Preview(project.settings_doc.path, path, subscriber, signing), port) as server:
         click.echo(f"Previewing {display_path(path)} at {server.url} (Ctrl-C to stop)")
         if open_browser:
             webbrowser.open(server.url)

@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .. import delivery
+from .. import delivery, signer
 from .. import subscribers as subs
 from .. import transport as transports
+from ..addresses import InvalidAddress, normalise
 from ..errors import Problem, UtskickError, display_path
 from ..files import write_atomic
 from ..journal import Counts, Journal
@@ -79,7 +80,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     if tests:
         _send_tests(project, rendered, recipients, tests, yes, dry_run)
         return
-    template = MessageTemplate.of(rendered)
+    template = MessageTemplate.of(rendered, signer.load(project.state_dir))
     outbox = project.outbox_dir / slug
     transport = transports.from_environment(outbox, template.sender)
     journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
@@ -159,7 +160,11 @@ def _summary(outcome: delivery.Outcome) -> None:
         # Only a refusal of a recipient is about that recipient; a refused sender or login is not.
         who = f" (at {e.recipient})" if e.recipient and e.stage == "rcpt" else ""
         what = f"the server answered {e.reply}" if e.code and e.stage in ("mail", "rcpt", "data") else e.message
-        click.echo(f"error: stopped: {what}{who}; fix it, then run the same command to resume", err=True)
+        if isinstance(e, transports.BudgetReached):
+            click.echo(f"stopped: {what}: {e.hint}; run the same command later to send the rest", err=True)
+        else:
+            hint = f" ({e.hint})" if e.hint else ""
+            click.echo(f"error: stopped: {what}{who}{hint}; fix it, then run the same command to resume", err=True)
     if outcome.interrupted:
         click.echo(RESUME, err=True)
 
@@ -172,12 +177,12 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     addresses, problems = [], []
     for address in tests:
         try:
-            addresses.append(subs.normalise(address.strip()))
-        except ValueError as e:
-            problems.append(Problem(f"--test {address}: not a valid address: {e}"))
+            addresses.append(normalise(address.strip()))
+        except InvalidAddress as e:
+            problems.append(e.problem(label=f"--test {address}"))
     if problems:
         raise UtskickError(problems)
-    template = MessageTemplate.of(rendered, subject_prefix="[TEST] ")
+    template = MessageTemplate.of(rendered, signer.load(project.state_dir), subject_prefix="[TEST] ")
     outbox = project.outbox_dir / f"{rendered.slug}-test"
     transport = transports.from_environment(outbox, template.sender)
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
