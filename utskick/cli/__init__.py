@@ -257,4 +257,4 @@ def main() -> None:
 
 
 # The other commands register themselves on `cli` when imported.
-from . import list_commands, sending  # noqa: E402,F401
+from . import inbox, list_commands, sending  # noqa: E402,F401
