@@ -328,3 +328,23 @@ def test_status_of_no_such_issue_is_a_located_error(project: Path, run: Run) -> 
     result = run("status", "2031-01")
     assert result.exit_code == 1
     assert "issues/2031-01.yaml: error: file not found" in result.output
+
+
+@pytest.mark.parametrize("blank", ["", "   \n", "kort"])
+def test_a_blank_or_short_secret_file_is_an_error_in_check_and_send(project: Path, run: Run,
+                                                                    monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    monkeypatch.delenv("UTSKICK_SECRET")
+    (project / ".utskick").mkdir()
+    (project / ".utskick" / "secret").write_text(blank, "utf-8")
+    for command in (["check", "2026-12"], ["send", "2026-12", "--yes"]):
+        result = run(*command)
+        assert result.exit_code == 1, result.output
+        assert ".utskick/secret: error: the secret is blank or shorter than 16 characters" in result.output
+    assert not (project / "outbox").exists()
+
+
+def test_a_short_utskick_secret_is_an_error(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UTSKICK_SECRET", "x")
+    result = run("send", "2026-12", "--yes")
+    assert result.exit_code == 1 and "error: UTSKICK_SECRET is blank or shorter than 16 characters" in result.output
+    assert not (project / "outbox").exists()

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
+from .errors import Problem, UtskickError
 from .replies import refused_address
 
 State = Literal["pending", "deferred", "inflight", "sent", "bounced", "failed"]
@@ -68,15 +69,13 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 """From version N to N+1. Version 1 had no user_version (0) but a delivery table."""
 
 
-class JournalTooNew(Exception):
-    """Written by a newer utskick: refuse rather than guess what its states mean."""
-
-
-def prepare(db: sqlite3.Connection) -> None:
-    """Create the schema, or migrate an older one up to VERSION, in one transaction."""
+def prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Create the schema, or migrate an older one up to VERSION, in one transaction. A journal
+    written by a newer utskick is refused rather than guessed at."""
     (version,) = db.execute("PRAGMA user_version").fetchone()
     if version > VERSION:
-        raise JournalTooNew(f"written by a newer utskick (journal version {version}, this one knows {VERSION})")
+        raise UtskickError(Problem(f"written by a newer utskick (journal version {version}; this one knows "
+                                   f"up to {VERSION}): upgrade utskick", path))
     if version == VERSION:
         return
     db.execute("BEGIN IMMEDIATE")
@@ -158,7 +157,7 @@ class Journal:
         db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        prepare(db)
+        prepare(db, state_dir / DB_NAME)
         return cls(db, issue, transport)
 
     @staticmethod
@@ -250,7 +249,7 @@ class Journal:
             return []
         db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=10)
         try:
-            prepare(db)
+            prepare(db, state_dir / DB_NAME)
             return [t for (t,) in db.execute("SELECT DISTINCT transport FROM delivery WHERE issue=? ORDER BY transport",
                                              (issue,))]
         finally:
