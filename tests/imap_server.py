@@ -72,6 +72,7 @@ class Dovecot:
         self.maildir = self.folder / "mail"
         self.maildir.mkdir()
         self.port = free_port()
+        self.starttls_port = free_port()
         self.cafile, _ = self_signed(self.folder)
         self.move = move
         self.asked: list[str] = []
@@ -158,7 +159,7 @@ userdb {{
 service imap-login {{
   chroot =
   inet_listener imap {{
-    port = 0
+    port = {self.starttls_port}
   }}
   inet_listener imaps {{
     port = {self.port}

@@ -19,7 +19,7 @@ from imap_server import NO_MOVE, TOKEN, Dovecot, dovecot
 from test_reports import mail
 
 from utskick import inbox, returned
-from utskick.errors import Problem
+from utskick.errors import Problem, UtskickError
 from utskick.load import load_project
 
 ANNA, PETTER, MARIA, JOHAN = ("anna.lind@bjorkvik.example", "petter.akesson@ekeby.example",
@@ -164,6 +164,9 @@ def test_three_issues_in_a_row_of_soft_failures_suppress(project: Path, run: Run
         expired = mail("postfix-headers.eml", MESSAGE_ID=ids[ANNA], RECIPIENT=ANNA).replace(
             b"Status: 5.1.1", b"Status: 5.4.7").replace(b"550 5.1.1", b"550 5.4.7 delivery time expired")
         folder = write_folder(tmp_path / f"export-{issue}", [delayed, expired] if n else [delayed])
+        if n == 2:
+            dry = run("inbox", "--from", str(folder), "--dry-run")
+            assert "failed softly on 3 issues in a row" in dry.output and ANNA not in suppressed(project)
         result = run("inbox", "--from", str(folder))
         assert result.exit_code == 0, result.output
         assert (ANNA in suppressed(project)) == (n == 2), result.output
@@ -383,6 +386,34 @@ def test_sign_in_and_tls_failures_exit_1_without_a_secret(imap: Dovecot, project
     result = run("inbox")
     assert result.exit_code == 1 and expected in result.output, result.output
     assert "Traceback" not in result.output and "lösenord" not in result.output
+
+
+def test_starttls_on_the_imap_port(imap: Dovecot, project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    imap.append(*morning_mail(send(run)))
+    monkeypatch.setenv("UTSKICK_IMAP_URL", f"imap://nyhetsbrev%40sjolandet.example@127.0.0.1:{imap.starttls_port}/INBOX")
+    result = run("inbox")
+    assert result.exit_code == 0 and "bounced 1" in result.output, result.output
+
+
+def test_urls_name_mailboxes_and_their_folders() -> None:
+    a, b = inbox.parse_imap_urls("imaps://nyhetsbrev%40x.se:p%40ss@mail.x.se/INBOX, Avregistrera%20och%20svar ,"
+                                 "imap://avregistrera%40x.se@mail.x.se:1143?auth=xoauth2", "hemligt")
+    assert (a.username, a.host, a.port, a.implicit_tls, a.folders, a.xoauth2, a.password) == \
+        ("nyhetsbrev@x.se", "mail.x.se", 993, True, ("INBOX", "Avregistrera och svar"), False, "hemligt")
+    assert (b.username, b.port, b.implicit_tls, b.folders, b.xoauth2) == ("avregistrera@x.se", 1143, False, ("INBOX",), True)
+    assert "hemligt" not in repr(a)
+    assert inbox.parse_imap_urls("imaps://u%40x.se:p%40ss@h/INBOX")[0].password == "p@ss"
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("INBOX", "must start with imaps://"), ("imaps://host/INBOX", "cannot be read"),
+    ("imaps://u%40x.se@h/INBOX?auth=basic", "the only option after '?' is auth=xoauth2"),
+    ("imaps://u%40x.se@h:99999/INBOX", "cannot be read"),
+])
+def test_urls_that_cannot_be_used(url: str, expected: str) -> None:
+    with pytest.raises(UtskickError) as e:
+        inbox.parse_imap_urls(url)
+    assert expected in str(e.value) and "u%40x.se" not in str(e.value)
 
 
 def test_a_folder_that_cannot_be_read(imap: Dovecot, project: Path, run: Run) -> None:

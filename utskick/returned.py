@@ -54,8 +54,9 @@ class Ledger(Protocol):
     def soft(self, sent: Sent, diagnostic: str) -> None:
         """Note a soft failure of this issue for this recipient (idempotent)."""
 
-    def soft_streak(self, key: str) -> int:
-        """How many of the latest issues sent to `key`, in a row, failed softly."""
+    def soft_streak(self, sent: Sent) -> int:
+        """How many of the latest issues sent to this recipient, in a row, failed softly, counting
+        `sent`'s issue as one (a dry run has not noted it)."""
 
     def processed(self, message_id: str) -> bool: ...
 
@@ -93,11 +94,13 @@ class JournalLedger:
         if row is not None and row.state == "sent":
             Journal(self.db, sent.issue, sent.transport).done(sent.key, "sent", SOFT + diagnostic)
 
-    def soft_streak(self, key: str) -> int:
+    def soft_streak(self, sent: Sent) -> int:
         streak = 0
-        for state, reply in self.db.execute("SELECT state, reply FROM delivery WHERE key=? AND message_id != ''"
-                                            " ORDER BY issue DESC", (key,)):
-            if state != "sent" or not reply.startswith(SOFT):
+        for issue, transport, state, reply in self.db.execute(
+                "SELECT issue, transport, state, reply FROM delivery WHERE key=? AND message_id != ''"
+                " ORDER BY issue DESC", (sent.key,)):
+            this = (issue, transport) == (sent.issue, sent.transport)
+            if not this and (state != "sent" or not reply.startswith(SOFT)):
                 break
             streak += 1
         return streak
@@ -221,7 +224,7 @@ class Applier:
         if not self.dry_run:
             self.ledger.soft(sent, diagnostic)
         self.summary.delayed.append(f"{what}: {diagnostic}")
-        streak = self.ledger.soft_streak(sent.key) + (1 if self.dry_run else 0)
+        streak = self.ledger.soft_streak(sent)
         if streak >= SOFT_LIMIT:
             if not self.dry_run:
                 suppress(self.project, [(sent.email, f"failed softly on {streak} issues in a row: {diagnostic}")])
