@@ -35,7 +35,8 @@ PASSWORD = "hemligt-lösenord"
 TOKEN = "good-access-token"
 WAIT = 10.0
 
-# A mailbox without MOVE (RFC 6851): what Dovecot announces, less MOVE, so the COPY path is taken.
+# An older server: no MOVE (RFC 6851), so the COPY path is taken, and every folder under "INBOX."
+# as Courier and Cyrus have it.
 NO_MOVE = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT THREAD=REFERENCES MULTIAPPEND "
            "UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH "
            "LITERAL+")
@@ -122,7 +123,8 @@ class Dovecot:
         (d / "oauth2.conf.ext").write_text(
             f"introspection_mode = post\nintrospection_url = http://127.0.0.1:{introspection_port}/introspect\n"
             "username_attribute = username\nactive_attribute = active\nactive_value = true\nforce_introspection = yes\n")
-        capability = "" if self.move else f"imap_capability = {NO_MOVE}\n"
+        capability = "" if self.move else (f"imap_capability = {NO_MOVE}\n"
+                                           "namespace inbox {\n  inbox = yes\n  prefix = INBOX.\n  separator = .\n}\n")
         return f"""
 base_dir = {d}/run
 state_dir = {d}/state

@@ -278,10 +278,19 @@ class ImapFolder:
                     yield Mail(f"{self.label} UID {uid}", raw, uid)
 
     def destination(self) -> str:
-        """utskick/behandlat in the server's own hierarchy delimiter, created when missing."""
-        listed = self.client.list_folders("", "")
-        delimiter = listed[0][1] if listed and listed[0][1] else b"/"
-        name = (delimiter.decode() if isinstance(delimiter, bytes) else str(delimiter)).join(PROCESSED)
+        """utskick/behandlat in the personal namespace, with the server's own hierarchy delimiter
+        (Dovecot's '.', Exchange's '/'; a prefix such as 'INBOX.' where the server has one),
+        created when missing."""
+        prefix, delimiter = "", None
+        personal = self.client.namespace().personal if self.client.has_capability("NAMESPACE") else None
+        if personal:
+            prefix, delimiter = personal[0]
+        else:
+            listed = self.client.list_folders("", "")
+            delimiter = listed[0][1] if listed else None
+        if isinstance(delimiter, bytes):
+            delimiter = delimiter.decode()
+        name = prefix + (delimiter or "/").join(PROCESSED)
         if not self.client.folder_exists(name):
             self.client.create_folder(name)
             self.client.subscribe_folder(name)
