@@ -38,6 +38,9 @@ CASES = [
      r"issues/bad.yaml:9:45: error: calendar.events\[0\].time: .*not a time of day"),
     ("duplicate key", GOOD + "subject: Igen\n", r"issues/bad.yaml:7:1: error: 'subject' is given twice"),
     ("tab indentation", "subject: Prov\n\tdate: 2026-05-01\n", r"issues/bad.yaml:2:1: error: YAML syntax"),
+    ("control characters in subject", GOOD.replace("subject: Prov", 'subject: "Nyhetsbrev\\0\\e[2J"'),
+     r"issues/bad.yaml:1:10: error: subject: contains the control character U\+0000"),
+    ("nested 330 deep", "subject: " + "[" * 330 + "]" * 330 + "\n", r"issues/bad.yaml:1:1: error: nested too deeply"),
     ("missing local image", GOOD.replace("        body: Text.", "        image: {src: bilder/saknas.png, alt: Saknas}"),
      r"issues/bad.yaml:6:22: error: .*image.src: image file not found"),
 ]

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import random
 import signal
+import sqlite3
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -29,12 +30,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 from . import suppression
 from .errors import Problem, UtskickError
 from .files import locked
-from .journal import Counts, Journal, Row, State
+from .journal import Counts, Journal, Row, State, unusable
 from .load import Project
 from .message import MessageTemplate
 from .model import Sending
 from .subscribers import Subscriber, list_paths, load_list, load_suppressed, merge, suppression_path
 from .transport import BudgetReached, Bounced, Connection, Fatal, Temporary, Transport, TransportError
+
+STOP_SIGNALS = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
 
 BOUNCE_STREAK = 5
 """This many 5.1.x refusals in a row stop the send: the relay, not the list, is probably wrong."""
@@ -107,11 +110,13 @@ class Outcome:
     interrupted: bool = False
     suppressed: list[str] = field(default_factory=list)
     uncertain: list[Row] = field(default_factory=list)
+    signal: int = signal.SIGINT
+    """What interrupted it: Ctrl-C, SIGTERM (systemd, docker stop) or SIGHUP (a closed terminal)."""
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 128 + self.signal  # 130, 143, 129
         if isinstance(self.stopped, BudgetReached):
             return 75  # EX_TEMPFAIL: nothing is wrong; run the same command later
         return 1 if self.stopped else 0
@@ -152,15 +157,17 @@ class Delivery:
         self.stopping = asyncio.Event()
         self.stopped: TransportError | None = None
         self.interrupted = False
+        self.signal: int = signal.SIGINT
         self.finished = 0
         self.streak: list[tuple[str, str]] = []
         self.unreachable_streak = 0
 
-    def stop(self, error: TransportError | None) -> None:
+    def stop(self, error: TransportError | None, signum: int = signal.SIGINT) -> None:
+        """Stop after the transactions in flight: on an error, or (None) on a signal."""
         if error is not None and self.stopped is None:
             self.stopped = error
-        if error is None:
-            self.interrupted = True
+        if error is None and not self.interrupted:
+            self.interrupted, self.signal = True, signum
         self.stopping.set()
 
     async def pause(self, seconds: float) -> bool:
@@ -182,26 +189,26 @@ class Delivery:
         """Queue who is left; those a bounce streak put back go last, after the relay has shown
         whether it accepts the others (a few dead addresses in a row must not block every run)."""
         deferred: list[tuple[Subscriber, Row]] = []
-        try:
-            for sub in recipients:
-                if self.stopping.is_set():
-                    break
-                row = self.journal.get(sub.key)
-                if row is None or row.state in ("sent", "bounced"):
-                    continue
-                if row.state == "inflight" and not self.resend:
-                    continue
-                if row.state == "deferred":
-                    deferred.append((sub, row))
-                    continue
-                await queue.put((sub, row))
-            for item in deferred:
-                if self.stopping.is_set():
-                    break
-                await queue.put(item)
-        finally:
-            for _ in range(self.policy.concurrency):
-                await queue.put(None)
+        for sub in recipients:
+            if self.stopping.is_set():
+                break
+            row = self.journal.get(sub.key)
+            if row is None or row.state in ("sent", "bounced"):
+                continue
+            if row.state == "inflight" and not self.resend:
+                continue
+            if row.state == "deferred":
+                deferred.append((sub, row))
+                continue
+            await queue.put((sub, row))
+        for item in deferred:
+            if self.stopping.is_set():
+                break
+            await queue.put(item)
+        # Only on the way out normally: should a worker fail, the task group cancels everyone,
+        # and a put on a full queue nobody reads would wait for ever.
+        for _ in range(self.policy.concurrency):
+            await queue.put(None)
 
     async def work(self, queue: asyncio.Queue[tuple[Subscriber, Row] | None]) -> None:
         connection: Connection | None = None
@@ -317,14 +324,16 @@ class Delivery:
 
 async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:
     loop = asyncio.get_running_loop()
-    handled = False
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-        # A first Ctrl-C stops gracefully; the handler then steps aside so a second one is abrupt.
-        def interrupt() -> None:
-            loop.remove_signal_handler(signal.SIGINT)
-            delivery.stop(None)
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-        handled = True
+    handled: list[int] = []
+    # A first Ctrl-C, SIGTERM or SIGHUP stops gracefully (finish and record what is in flight);
+    # the handler then steps aside so a second one is abrupt.
+    for signum in STOP_SIGNALS:
+        def interrupt(signum: int = signum) -> None:
+            loop.remove_signal_handler(signum)
+            delivery.stop(None, signum)
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(signum, interrupt)
+            handled.append(signum)
     try:
         queue: asyncio.Queue[tuple[Subscriber, Row] | None] = asyncio.Queue(maxsize=2 * delivery.policy.concurrency)
         # A task group: should a worker fail unexpectedly, nothing waits forever on the queue.
@@ -333,8 +342,8 @@ async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:
                 group.create_task(delivery.work(queue))
             group.create_task(delivery.produce(recipients, queue))
     finally:
-        if handled:
-            loop.remove_signal_handler(signal.SIGINT)
+        for signum in handled:
+            loop.remove_signal_handler(signum)
 
 
 def still_listed(project: Project) -> set[str] | None:
@@ -380,6 +389,17 @@ def send(project: Project, template: MessageTemplate, transport: Transport, reci
     SMTP trouble never raises: it ends in the outcome (stopped, interrupted, the counts).
     """
     policy = policy or Policy.of(project.settings.sending)
+    try:
+        return _send(project, template, transport, recipients, resend_uncertain, policy, on_start, on_progress)
+    except sqlite3.Error as e:
+        # Locked past the busy timeout, a full disk, a damaged file: every row still says what is
+        # true (a state is written after the fact it records), so the same command resumes.
+        raise unusable(e, project.state_dir) from None
+
+
+def _send(project: Project, template: MessageTemplate, transport: Transport, recipients: Sequence[Subscriber],
+          resend_uncertain: bool, policy: Policy, on_start: Callable[[Survey], None] | None,
+          on_progress: Progress | None) -> Outcome:
     with send_lock(project.state_dir), Journal.open(project.state_dir, template.rendered.slug, transport.kind) as journal:
         plan = survey(journal, recipients, record=True)
         if on_start is not None:
@@ -391,7 +411,7 @@ def send(project: Project, template: MessageTemplate, transport: Transport, reci
             raise group.exceptions[0] from None
         suppressed = suppress_bounced(project, journal)
         uncertain = [] if transport.idempotent else list(journal.rows("inflight"))
-        return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain)
+        return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain, delivery.signal)
 
 
 def suppress_bounced(project: Project, journal: Journal) -> list[str]:

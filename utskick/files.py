@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -36,8 +37,16 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
     """Write to a temporary file beside `path`, fsync, then rename over it.
 
     mkstemp makes the file 0600: it gets `mode`, else the mode the file had, else the usual mode
-    of a new file (build/ output is published on a web server).
+    of a new file (build/ output is published on a web server). Only a regular file is ever
+    replaced: renaming over a symlink or a device (`--report /dev/full` as root) would destroy it.
     """
+    try:
+        existing = path.lstat().st_mode
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing):
+        what = "a symbolic link" if stat.S_ISLNK(existing) else "a folder" if stat.S_ISDIR(existing) else "a device or special file"
+        raise UtskickError(Problem(f"is {what}, not a regular file: not replacing it; choose another path", path))
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -19,6 +19,7 @@ place, in one transaction, so a journal written by an earlier utskick keeps work
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -33,6 +34,17 @@ from .replies import refused_address
 State = Literal["pending", "deferred", "inflight", "sent", "bounced", "failed"]
 DB_NAME = "utskick.db"
 VERSION = 2
+BUSY_TIMEOUT = 30.0
+"""Seconds to wait for another program holding the journal (a backup, a DB browser)."""
+
+
+def unusable(error: sqlite3.Error, state_dir: Path) -> UtskickError:
+    """A journal that is locked, broken or on a full disk, as a located error."""
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        why = f"another program has held it for over {BUSY_TIMEOUT:.0f} s; close it (a backup, a DB browser) and run the same command"
+    else:
+        why = f"{error}; if the file is damaged, move it away (the next send then starts afresh and may mail everyone again)"
+    return UtskickError(Problem(f"the send journal cannot be used: {why}", state_dir / DB_NAME))
 
 SCHEMA = ["""
 CREATE TABLE delivery (
@@ -153,11 +165,22 @@ class Journal:
 
     @classmethod
     def open(cls, state_dir: Path, issue: str, transport: str) -> Journal:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        prepare(db, state_dir / DB_NAME)
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private(state_dir / DB_NAME)
+            db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=BUSY_TIMEOUT)
+        except OSError as e:
+            raise UtskickError(Problem(f"cannot open the send journal: {e.strerror or e}", state_dir / DB_NAME)) from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            prepare(db, state_dir / DB_NAME)
+        except sqlite3.Error as e:
+            db.close()
+            raise unusable(e, state_dir) from None
+        except BaseException:
+            db.close()
+            raise
         return cls(db, issue, transport)
 
     @staticmethod
@@ -247,13 +270,18 @@ class Journal:
         """The transports an issue was sent through, for `status`."""
         if not Journal.exists(state_dir):
             return []
-        db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, timeout=10)
-        try:
-            prepare(db, state_dir / DB_NAME)
-            return [t for (t,) in db.execute("SELECT DISTINCT transport FROM delivery WHERE issue=? ORDER BY transport",
-                                             (issue,))]
-        finally:
-            db.close()
+        with Journal.open(state_dir, issue, "") as j:
+            try:
+                return [t for (t,) in j.db.execute("SELECT DISTINCT transport FROM delivery WHERE issue=? ORDER BY transport",
+                                                   (issue,))]
+            except sqlite3.Error as e:
+                raise unusable(e, state_dir) from None
+
+
+def _private(path: Path) -> None:
+    """The journal holds addresses (personal data): readable by its owner only, from the start."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def keys_ever(state_dir: Path) -> list[str]:
@@ -265,11 +293,13 @@ def keys_ever(state_dir: Path) -> list[str]:
     path = state_dir / DB_NAME
     if not path.exists():
         return []
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
     try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'delivery'").fetchone():
+            return []  # a journal created but never written: no table yet
         return [k for (k,) in db.execute("SELECT DISTINCT key FROM delivery")]
-    except sqlite3.OperationalError:  # a journal created but never written: no table yet
-        return []
+    except sqlite3.Error as e:
+        raise unusable(e, state_dir) from None
     finally:
         db.close()
 

@@ -68,6 +68,11 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+# Any C0 control but tab and line ends, DEL and the C1 controls: NUL or ESC in a subject would go
+# into the Subject header as they are (and a terminal would act on them in our own output).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 class _NoAnchors(yaml.SafeLoader):
     """Composes nodes, refusing anchors and aliases as they come: one pass, and a bomb of
     nested aliases stops at its first anchor."""
@@ -88,6 +93,8 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[Loc, tuple[int, int]]]:
     marks: dict[Loc, tuple[int, int]] = {}
     try:
         node = yaml.compose(text, Loader=_NoAnchors)
+    except RecursionError:
+        raise UtskickError(Problem("nested too deeply to be an issue or settings file", path, 1, 1)) from None
     except _Anchor as e:
         raise UtskickError(Problem("YAML anchors and aliases (&, *) are not supported: write the text out",
                                    path, e.mark.line + 1, e.mark.column + 1)) from None
@@ -101,7 +108,10 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[Loc, tuple[int, int]]]:
         raise UtskickError(Problem(f"YAML syntax: {e}", path)) from None
     if node is None:
         raise UtskickError(Problem("the file is empty", path, 1, 1))
-    return _build(node, (), marks, path), marks
+    try:
+        return _build(node, (), marks, path), marks
+    except RecursionError:
+        raise UtskickError(Problem("nested too deeply to be an issue or settings file", path, 1, 1)) from None
 
 
 def _build(node: yaml.Node, loc: Loc, marks: dict[Loc, tuple[int, int]], path: Path) -> Any:
@@ -109,6 +119,10 @@ def _build(node: yaml.Node, loc: Loc, marks: dict[Loc, tuple[int, int]], path: P
     if isinstance(node, yaml.ScalarNode):
         if node.style is None and NULL_RE.match(node.value):
             return None
+        bad = CONTROL_RE.search(node.value)
+        if bad:
+            raise UtskickError(Problem(f"contains the control character U+{ord(bad[0]):04X}, which would reach "
+                                       "the email's headers or text: remove it", path, *marks[loc], format_loc(loc)))
         return node.value
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, loc + (i,), marks, path) for i, item in enumerate(node.value)]

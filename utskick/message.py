@@ -12,6 +12,7 @@ import base64
 import binascii
 import html
 import re
+import unicodedata
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
@@ -41,7 +42,7 @@ def field_values(rendered: Rendered, subscriber: Subscriber, signer: Signer) -> 
     """One recipient's marker values: plain for the text, HTML-escaped for the html; the link,
     signed here, so no link can be built without its token."""
     unsub = unsubscribe_url(rendered.settings, signer.token(subscriber.key))
-    plain = {f: subscriber.field(f) or "" for f in rendered.fields}
+    plain = {f: one_line(subscriber.field(f) or "") for f in rendered.fields}
     plain[UNSUB] = unsub or ""
     escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
     return plain, escaped, unsub
@@ -67,16 +68,20 @@ def _fold(line: str) -> str:
 
 
 def _header(name: str, value: str) -> bytes:
-    """A header line, RFC 2047-encoded when it is not ASCII, folded either way."""
-    if value.isascii():
+    """A header line, RFC 2047-encoded when it is not ASCII (or has a word too long to fold),
+    folded either way, so no line passes 998 octets."""
+    if value.isascii() and max(map(len, value.split(" "))) <= 76:
         return _fold(f"{name}: {value}").encode() + CRLF
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}".encode() + CRLF
 
 
 def _phrase(name: str) -> str:
-    """A display name as it may stand before <…>: encoded word, or quoted when it has specials."""
-    return formataddr((name, "x@x"), charset="utf-8").rsplit(" <", 1)[0].replace("\n ", " ")
+    """A display name as it may stand before <…>: quoted when it has specials, else encoded words
+    of at most 75 characters each (RFC 2047) when it is not ASCII or too long to fold."""
+    if name.isascii() and max(map(len, name.split(" "))) <= 60:
+        return formataddr((name, "x@x")).rsplit(" <", 1)[0]
+    return Header(name, "utf-8", maxlinelen=76).encode(linesep="\n").replace("\n ", " ")
 
 
 def _safe_filename(name: str) -> str:
@@ -84,10 +89,18 @@ def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
 
 
-def _one_line(value: str) -> str:
-    """A list's value as header text: a line break or control character in a CSV cell must not
-    start a new header line (or end SMTP's DATA early)."""
-    return value if value.isprintable() else "".join(c if c.isprintable() else " " for c in value)
+_LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029\t")
+
+
+def one_line(value: str) -> str:
+    """A list's value as it may stand in a message: line breaks (and tabs) become spaces and
+    other control and format characters (Unicode category C: NUL, ESC, bidi overrides) are
+    dropped, so no CSV cell can start a header line, plant a bare CR or LF, or end SMTP's DATA
+    early (`<CR>.<CR><LF>`). Spaces such as the no-break space stay."""
+    if value.isprintable():
+        return value
+    return "".join(" " if c in _LINE_BREAKS else c for c in value
+                   if c in _LINE_BREAKS or not unicodedata.category(c).startswith("C"))
 
 
 def _dot_safe(data: bytes) -> bool:
@@ -208,8 +221,10 @@ class MessageTemplate:
         before, rest = _body(rendered, TEXT_SLOT, HTML_SLOT).split(TEXT_SLOT)
         between, after = rest.split(HTML_SLOT)
         text, html = _Encoded.of(rendered.text), _Encoded.of(rendered.html)
-        # Checked once here so that no message needs scanning on its way to the server.
-        assert all(_dot_safe(b) for b in (headers.encode(), before, between, after, *text.parts, *html.parts))
+        # Checked once here so that no message needs scanning on its way to the server; every
+        # per-recipient piece is one_line() text, quoted-printable, so it is dot-safe too.
+        if not all(_dot_safe(b) for b in (headers.encode(), before, between, after, *text.parts, *html.parts)):
+            raise ValueError("the message skeleton is not CRLF and dot-safe: a bug in utskick, please report it")
         return cls(rendered, signer, headers.encode(), (before, between, after), text, html)
 
     def list_unsubscribe(self, unsubscribe_url: str | None) -> list[tuple[str, str]]:
@@ -236,7 +251,7 @@ class MessageTemplate:
         """The complete RFC 5322 message for one recipient: the html and text `personalise`
         gives, CRLF line endings and no line starting with '.', so SMTP sends it unchanged."""
         plain, escaped, unsub = field_values(self.rendered, subscriber, self.signer)
-        head = _header("To", _mailbox(_one_line(subscriber.name), _one_line(subscriber.email)))
+        head = _header("To", _mailbox(one_line(subscriber.name), one_line(subscriber.email)))
         head += _header("Date", formatdate(localtime=True))
         head += _header("Message-ID", self.message_id(subscriber))
         for k, v in self.list_unsubscribe(unsub):
