@@ -134,17 +134,29 @@ def test_what_matches_nothing_we_sent_is_unmatched_never_guessed(project: Path, 
     assert suppressed(project) == {}
 
 
-@pytest.mark.parametrize("status, diagnostic", [("5.7.1", "550 5.7.1 Message rejected as spam"),
-                                                ("5.7.233", "550 5.7.233 Remote domain limit exceeded")])
-def test_a_refusal_about_us_suppresses_nobody(project: Path, run: Run, tmp_path: Path, status: str, diagnostic: str) -> None:
+@pytest.mark.parametrize("status, diagnostic, outcome", [
+    ("5.2.1", "550 5.2.1 mailbox disabled", "bounced 1"),
+    ("5.4.4", "550 5.4.4 no route to the domain", "bounced 1"),
+    ("5.4.300", "550 5.4.300 Message expired", "delayed 1"),
+    ("4.4.7", "450 4.4.7 delivery time expired", "delayed 1"),
+    ("5.7.1", "550 5.7.1 Message rejected as spam", "needs a person 1"),
+    ("5.7.233", "550 5.7.233 Remote domain limit exceeded", "needs a person 1"),
+])
+def test_whose_fault_a_failure_is(project: Path, run: Run, tmp_path: Path, status: str, diagnostic: str,
+                                  outcome: str) -> None:
+    """Only the recipient's own faults suppress; expiry is soft; refusals about us suppress nobody."""
     ids = send(run)
     raw = mail("postfix-headers.eml", MESSAGE_ID=ids[ANNA], RECIPIENT=ANNA)
     raw = raw.replace(b"Status: 5.1.1", f"Status: {status}".encode())
     raw = raw.replace(b"Diagnostic-Code: smtp; 550 5.1.1", f"Diagnostic-Code: smtp; {diagnostic}".encode())
-    folder = write_folder(tmp_path / "export", [raw])
-    result = run("inbox", "--from", str(folder))
-    assert result.exit_code == 0 and "needs a person 1" in result.output and "about the sender" in result.output
-    assert suppressed(project) == {} and states(project)[ANNA][0] == "sent"
+    result = run("inbox", "--from", str(write_folder(tmp_path / "export", [raw])))
+    assert result.exit_code == 0 and outcome in result.output, result.output
+    if outcome == "bounced 1":
+        assert suppressed(project)[ANNA].startswith(f"bounced: {diagnostic}") and states(project)[ANNA][0] == "bounced"
+    else:
+        assert suppressed(project) == {} and states(project)[ANNA][0] == "sent"
+    if outcome == "needs a person 1":
+        assert "about the sender: nobody suppressed" in result.output
 
 
 def test_a_nonstandard_report_without_a_code_needs_a_person(project: Path, run: Run, tmp_path: Path) -> None:
