@@ -385,6 +385,7 @@ def test_a_token_provider_of_the_callers_own(imap: Dovecot, project: Path) -> No
 
 @pytest.mark.parametrize("change, expected", [
     ({"UTSKICK_IMAP_CAFILE": ""}, "certificate could not be verified"),
+    ({"UTSKICK_IMAP_CAFILE": "saknas.pem"}, "saknas.pem: error: UTSKICK_IMAP_CAFILE: cannot use it"),
     ({"UTSKICK_IMAP_PASSWORD": ""}, "no password: set UTSKICK_IMAP_PASSWORD"),
     ({"UTSKICK_IMAP_URL": "imaps://nyhetsbrev%40sjolandet.example@127.0.0.1:1/INBOX"}, "cannot connect"),
     ({"UTSKICK_IMAP_URL": "https://example.se/INBOX"}, "must start with imaps://"),
