@@ -183,7 +183,7 @@ service stats {{
         tokens = {TOKEN: USER}
         handler = type("Handler", (Introspection,), {"tokens": tokens, "asked": self.asked})
         http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=http.serve_forever, daemon=True)
+        thread = threading.Thread(target=http.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         config = self.folder / "dovecot.conf"
         config.write_text(self._config(int(http.server_address[1])))

@@ -319,7 +319,8 @@ def test_a_kill_between_applying_and_moving_applies_nothing_twice(imap: Dovecot,
     assert len(imap.contents("INBOX")) == 1 and len(imap.contents("utskick.behandlat")) == 4
 
 
-def test_an_older_server_without_move_expunges_exactly_the_processed_uids(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_older_server_without_move_expunges_exactly_the_processed_uids(project: Path, run: Run,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     with dovecot(move=False) as old:
         with old.client() as c:
             assert not c.has_capability("MOVE") and "MOVE" not in NO_MOVE.split()

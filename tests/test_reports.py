@@ -29,7 +29,8 @@ def mail(name: str, **values: str) -> bytes:
     ("gmail-original.eml", "5.1.1", "550-5.1.1 The email account that you tried to reach does not exist."),
     ("postfix-headers.eml", "5.1.1", f"550 5.1.1 <{WHO}>: Recipient address rejected: User unknown in local recipient table"),
 ])
-def test_rfc3464_reports_give_the_recipient_status_diagnostic_and_our_message_id(name: str, status: str, diagnostic: str) -> None:
+def test_rfc3464_reports_give_the_recipient_status_diagnostic_and_our_message_id(name: str, status: str,
+                                                                                diagnostic: str) -> None:
     got = parse(mail(name), UNSUBSCRIBE)
     assert got.kind == "report"
     assert got.original_ids == (OURS,)
@@ -102,7 +103,8 @@ def test_an_out_of_office_refers_to_what_we_sent() -> None:
     assert (got.kind, got.original_ids, got.sender) == ("auto-reply", (OURS,), WHO)
 
 
-@pytest.mark.parametrize("subject", ["Sv: avregistrera {t}", "Re: Fwd: unsubscribe {t}", "Avregistrera", "SV: VB: avregistrera"])
+@pytest.mark.parametrize("subject", ["Sv: avregistrera {t}", "Re: Fwd: unsubscribe {t}", "Avregistrera",
+                                     "SV: VB: avregistrera"])
 def test_a_request_is_known_by_its_subject(subject: str) -> None:
     raw = mail("request-token.eml").replace(b"avregistrera@sjolandet.example", b"kansliet@sjolandet.example")
     raw = raw.replace(f"Subject: Sv: avregistrera {TOKEN}".encode(), f"Subject: {subject.format(t=TOKEN)}".encode())
@@ -112,7 +114,8 @@ def test_a_request_is_known_by_its_subject(subject: str) -> None:
 
 
 def test_a_request_to_the_unsubscribe_address_finds_the_token_in_quoted_text() -> None:
-    raw = mail("request-plain.eml").replace("Hej, jag vill".encode(), f"> Avregistrera: https://x.example/a?token={TOKEN}\r\n\r\nHej, jag vill".encode())
+    quoted = f"> Avregistrera: https://x.example/a?token={TOKEN}\r\n\r\nHej, jag vill"
+    raw = mail("request-plain.eml").replace("Hej, jag vill".encode(), quoted.encode())
     got = parse(raw, UNSUBSCRIBE)
     assert (got.kind, got.tokens, got.sender) == ("request", (TOKEN,), WHO)
 
@@ -133,3 +136,24 @@ def test_a_message_without_message_id_gets_a_stable_one_from_its_bytes() -> None
     first, again = parse(raw), parse(raw)
     assert first.message_id.startswith("sha256:") and first.message_id == again.message_id
     assert parse(raw + b"more").message_id != first.message_id
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_an_encoded_delivery_status_part(encoding: str) -> None:
+    import base64
+    import quopri
+
+    raw = mail("postfix-headers.eml")
+    head = b"Content-Type: message/delivery-status\r\n"
+    start = raw.index(head) + len(head) + 2
+    end = raw.index(b"\r\n--4Yc9", start)
+    block = raw[start:end]
+    # quoted-printable breaks the long Diagnostic-Code line with a soft "=" line end
+    if encoding == "base64":
+        encoded = base64.encodebytes(block).replace(b"\n", b"\r\n")
+    else:
+        encoded = quopri.encodestring(block)
+        assert b"=\r\n" in encoded
+    raw = raw[:start - 2] + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode() + encoded + raw[end:]
+    (failure,) = parse(raw).failures
+    assert (failure.recipient, failure.action, failure.status) == (WHO, "failed", "5.1.1")

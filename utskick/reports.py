@@ -10,8 +10,10 @@ since real reports also carry `Auto-Submitted: auto-replied`.
 
 from __future__ import annotations
 
+import base64
 import email
 import hashlib
+import quopri
 import re
 from dataclasses import dataclass
 from email import policy
@@ -134,6 +136,23 @@ def _bytes(payload: object) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
+def _status_blocks(part: Message) -> list[Message]:
+    """The header blocks of a message/delivery-status part. The parser splits them itself, but
+    takes a base64 or quoted-printable body (which some servers send) for one garbled block."""
+    payload = part.get_payload()
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if isinstance(payload, list) and encoding not in ("base64", "quoted-printable"):
+        return [b for b in payload if isinstance(b, Message)]
+    if isinstance(payload, list):
+        text = "".join(b.as_string() for b in payload if isinstance(b, Message))
+    else:
+        text = str(payload)
+    raw = text.encode("ascii", "replace")
+    data = base64.b64decode(b"".join(raw.split()), validate=False) if encoding == "base64" else quopri.decodestring(raw)
+    blocks = re.split(r"\r?\n\s*\r?\n", data.decode("utf-8", "replace"))
+    return [HeaderParser().parsestr(b.strip("\r\n")) for b in blocks if b.strip()]
+
+
 def _delivery_status(msg: EmailMessage) -> list[Failure] | None:
     """The per-recipient blocks of an RFC 3464 report, or None when `msg` is not one."""
     if msg.get_content_type() != "multipart/report" or \
@@ -143,13 +162,7 @@ def _delivery_status(msg: EmailMessage) -> list[Failure] | None:
     for part in msg.walk():
         if part.get_content_type() not in ("message/delivery-status", "message/global-delivery-status"):
             continue
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            blocks = [b for b in payload if isinstance(b, Message)]
-        else:  # an encoded or unparsed body: read its header blocks ourselves
-            text = _bytes(part.get_payload(decode=True)).decode("utf-8", "replace")
-            blocks = [HeaderParser().parsestr(b) for b in re.split(r"\r?\n\s*\r?\n", text)]
-        for block in blocks[1:]:  # the first block is about the whole message
+        for block in _status_blocks(part)[1:]:  # the first block is about the whole message
             recipient = _address_field(block.get("Final-Recipient")) or _address_field(block.get("Original-Recipient"))
             if recipient is None:
                 continue
