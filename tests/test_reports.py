@@ -157,3 +157,13 @@ def test_an_encoded_delivery_status_part(encoding: str) -> None:
     raw = raw[:start - 2] + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode() + encoded + raw[end:]
     (failure,) = parse(raw).failures
     assert (failure.recipient, failure.action, failure.status) == (WHO, "failed", "5.1.1")
+
+
+def test_a_person_forwarding_a_report_is_a_person_writing() -> None:
+    report = mail("exim-text.eml").split(b"\r\n\r\n", 1)[1]
+    raw = (b"From: Lars Nilsson <lars@kommun1.example>\r\nTo: nyhetsbrev@sjolandet.example\r\n"
+           b"Subject: Fwd: Mail delivery failed\r\nMessage-ID: <fwd-1@kommun1.example>\r\n"
+           b"X-Failed-Recipients: " + WHO.encode() + b"\r\n\r\nVad betyder det?\r\n\r\n" + report)
+    assert parse(raw).kind == "nonstandard-report"  # with a mail system's header it would count
+    person = raw.replace(b"X-Failed-Recipients: " + WHO.encode() + b"\r\n", b"")
+    assert parse(person).kind == "other"

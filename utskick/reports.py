@@ -36,6 +36,7 @@ PREFIX = r"^\s*(?:(?:re|sv|fw|fwd|vb|vs|aw|wg|tr)\s*:\s*)*"
 REQUEST_RE = re.compile(PREFIX + r"(?:avregistrera|avsluta|unsubscribe)\b", re.IGNORECASE)
 AUTO_SUBJECT_RE = re.compile(PREFIX + r"(?:automatiskt svar|autosvar|frånvaro|frånvarande|out of office|"
                              r"automatic reply|auto(?:matic)?[- ]?reply|autoreply|abwesenheit)", re.IGNORECASE)
+MAILER_DAEMONS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "maildaemon", "mailerdaemon", "mdaemon"})
 # Where a message says to whom it was delivered, besides To and Cc: an alias keeps its own name here.
 DELIVERED_HEADERS = ("to", "cc", "delivered-to", "x-original-to", "envelope-to")
 
@@ -88,7 +89,7 @@ def parse(raw: bytes, unsubscribe_address: str | None = None) -> Parsed:
     report = _delivery_status(msg)
     if report is not None:
         return result("report", _returned_ids(msg), tuple(report))
-    failures = _nonstandard(msg)
+    failures = _nonstandard(msg) if _automated(msg, sender) else ()
     if failures:
         return result("nonstandard-report", tuple(dict.fromkeys(MESSAGE_ID_RE.findall(_body_text(msg)))), failures)
     if _auto_reply(msg, subject):
@@ -212,6 +213,16 @@ def _nonstandard(msg: EmailMessage) -> tuple[Failure, ...]:
         if "@" in address:
             failures.append(Failure(address, None, action, status, said))
     return tuple(failures)
+
+
+def _automated(msg: Message, sender: str | None) -> bool:
+    """Sent by a mail system, not a person: only then is a non-standard report taken for one (a
+    person forwarding a report, or quoting one, is a person writing)."""
+    return_path = msg.get("Return-Path")
+    return bool((return_path is not None and str(return_path).strip() in ("<>", ""))
+                or msg.get("X-Failed-Recipients")
+                or str(msg.get("Auto-Submitted", "no")).strip().lower() != "no"
+                or (sender or "").partition("@")[0] in MAILER_DAEMONS)
 
 
 def _auto_reply(msg: Message, subject: str) -> bool:
