@@ -46,6 +46,8 @@ def to_html(text: str | None, breaks: bool = False, level: int = 3) -> str:
     for t in tokens:
         if t.type in ("heading_open", "heading_close"):
             t.tag = f"h{min(6, level + 1 + used.index(int(t.tag[1])))}"
+        elif t.type == "th_open":
+            t.attrSet("scope", "col")  # Markdown tables have one header row: every th heads a column
     html = str(md.renderer.render(tokens, md.options, {})).strip()
     # Data tables (not layout): a class so the theme can give them borders and padding.
     return html.replace("<table>", '<table class="data">')

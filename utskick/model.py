@@ -12,7 +12,7 @@ from datetime import time as Time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from .addresses import Sender, bare_address, parse_mailbox
 
@@ -76,55 +76,80 @@ BareAddress = Annotated[str, AfterValidator(bare_address)]
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently drop an editor's text."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # use_attribute_docstrings: the Swedish docstring under each field is its description in the
+    # JSON Schema (`utskick schema`), which editors see while they type.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
 
 class Image(Strict):
     src: ImageSrc
-    alt: Annotated[str, AfterValidator(_non_blank)] = Field(
-        description="What the image shows, for screen readers; required"
-    )
+    """Bilden: en https://-adress eller en fil bredvid nummerfilen, som då bäddas in i mejlet. Exempel: bilder/sjoutsikt.png"""
+    alt: Annotated[str, AfterValidator(_non_blank)]
+    """Vad bilden visar, för den som inte ser den (skärmläsare, blockerade bilder); krävs. Exempel: Vy över en sjö i vinterljus"""
     width: Annotated[int, Field(gt=0, le=600)] | None = None
+    """Bredd i pixlar, högst 600; bilden krymper på smala skärmar. Exempel: 552"""
     caption: str | None = None
+    """Bildtext under bilden. Exempel: Förbundsmötet i Storvik"""
     credit: str | None = None
+    """Fotograf eller källa, visas efter bildtexten. Exempel: Foto: Bengt Säll"""
     link: Url | None = None
+    """Gör bilden till en länk till den här adressen. Exempel: https://www.sjolandet.example/"""
 
 
 class Logo(Strict):
     src: ImageSrc
+    """Logotypen: en https://-adress eller en fil bredvid newsletter.yaml. Exempel: bilder/logo.png"""
     alt: Text
+    """Vad logotypen säger, oftast förbundets namn; krävs. Exempel: Sjölandets kommunalförbund"""
     width: Annotated[int, Field(gt=0, le=600)] | None = None
+    """Bredd i pixlar, högst 600 (standard 200). Exempel: 180"""
 
 
 class Link(Strict):
     url: Url
+    """Adressen: https://, mailto: eller tel:. Exempel: https://www.sjolandet.example/nyheter/gymnasieplatser"""
     text: OneLine | None = None
+    """Länktexten (standard "Läs mer"); en text som säger vart länken går är bäst. Exempel: Så fungerar mottagningen"""
 
 
 class Signature(Strict):
     name: OneLine
+    """Namnet under ledaren. Exempel: Karin Holmqvist"""
     role: OneLine | None = None
+    """Titeln under namnet. Exempel: Förbundsdirektör"""
 
 
 class Intro(Strict):
     title: OneLine | None = None
+    """Ledarens rubrik (en rad). Exempel: Ett år av gemensamma steg"""
     body: Text
+    """Ledarens text i Markdown: **fet**, [länk](https://…), listor; krävs. Exempel: Året lider mot sitt slut …"""
     image: Image | None = None
+    """En bild överst i ledaren, med src och alt. Exempel: {src: bilder/sjo.png, alt: Vy över en sjö}"""
     signature: Signature | None = None
+    """Vem som skriver, med name och role. Exempel: {name: Karin Holmqvist, role: Förbundsdirektör}"""
 
 
 class Article(Strict):
     title: OneLine
+    """Artikelns rubrik (en rad); krävs. Exempel: Gemensam planering ska ge fler gymnasieplatser"""
     kicker: OneLine | None = None
+    """En liten etikett ovanför rubriken. Exempel: Gymnasiet"""
     body: Markdown | None = None
+    """Artikelns text i Markdown. Exempel: Elevkullarna växer i hela Sjölandet …"""
     image: Image | None = None
+    """En bild överst i artikeln, med src och alt. Exempel: {src: https://…/bild.jpg, alt: Elever i ett klassrum}"""
     link: Link | None = None
+    """En länk efter texten, med url och text. Exempel: {url: "https://…", text: Läs mer om vikariepoolen}"""
 
 
 class Section(Strict):
     title: OneLine | None = None
+    """Avsnittets rubrik (en rad); utan rubrik blir artiklarna rubriker på egen hand. Exempel: Utbildning och arbetsmarknad"""
     intro: Markdown | None = None
+    """En kort ingress under avsnittets rubrik, i Markdown. Exempel: Två nyheter från nätverket för socialchefer."""
     articles: Annotated[list[Article], Field(min_length=1)]
+    """Avsnittets artiklar, minst en. Exempel: - {title: Nytt stöd för unga, body: Fyra kommuner startar …}"""
 
 
 TIME_RE = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*(?:[-–—]\s*(\d{1,2})[:.](\d{2})\s*)?$")
@@ -145,12 +170,19 @@ def parse_time_range(value: str) -> tuple[Time, Time | None]:
 
 class Event(Strict):
     title: OneLine
+    """Vad som händer (en rad); krävs. Exempel: Styrelsemöte"""
     date: Date
+    """Dagen, ÅÅÅÅ-MM-DD; krävs. Exempel: 2027-01-14"""
     end_date: Date | None = None
+    """Sista dagen för något som pågår flera dagar, ÅÅÅÅ-MM-DD. Exempel: 2027-01-15"""
     time: str | None = None
+    """Klockslag inom citattecken, HH:MM eller HH:MM-HH:MM. Exempel: "09:00-12:00\""""
     location: OneLine | None = None
+    """Var det händer (en rad). Exempel: Förbundshuset, Storvik"""
     url: Url | None = None
+    """En länk om evenemanget; rubriken blir länken. Exempel: https://www.sjolandet.example/kalender/styrelsemote"""
     description: Markdown | None = None
+    """Mer om evenemanget, i Markdown. Exempel: Anmälan senast 10 januari."""
 
     @field_validator("time", mode="before")
     @classmethod
@@ -187,20 +219,34 @@ class Event(Strict):
 
 class Calendar(Strict):
     title: OneLine | None = None
+    """Kalendariets rubrik (standard "Kalendarium"). Exempel: På gång i vinter"""
     intro: Markdown | None = None
+    """En text ovanför evenemangen, i Markdown. Exempel: Alla möten är öppna för förtroendevalda."""
     more: Link | None = None
+    """En länk efter kalendariet, med url och text. Exempel: {url: "https://…/kalender", text: Hela kalendariet}"""
     events: list[Event] = Field(default_factory=list)
+    """Evenemangen, ordnade efter datum i mejlet. Exempel: - {title: Styrelsemöte, date: 2027-01-14, time: "09:00-12:00"}"""
 
 
 class Issue(Strict):
     subject: OneLine
+    """Ämnesraden i inkorgen (en rad, helst under 78 tecken); krävs. Exempel: Nytt från Sjölandet – december 2026"""
     date: Date
+    """Numrets datum, ÅÅÅÅ-MM-DD; krävs. Exempel: 2026-12-16"""
     title: OneLine | None = None
+    """Rubriken i mejlet (standard: ämnesraden). Exempel: Nytt från Sjölandet"""
     preheader: OneLine | None = None
-    lists: list[Text] = Field(default_factory=list)
+    """Texten som inkorgen visar efter ämnesraden. Exempel: Förbundsdirektören ser tillbaka på året."""
+    # One name or a list of names (see _single_list); the schema says so too.
+    lists: Annotated[list[Text], WithJsonSchema({"anyOf": [
+        {"type": "string"}, {"type": "array", "items": {"type": "string"}}]})] = Field(default_factory=list)
+    """Listorna i subscribers/ som numret skickas till, utan .csv. Exempel: [medlemmar, kommunchefer]"""
     intro: Intro | None = None
+    """Ledaren överst: title, body, image och signature. Exempel: {title: Ett år av gemensamma steg, body: …}"""
     sections: Annotated[list[Section], Field(min_length=1)]
+    """Numrets avsnitt, minst ett, vart och ett med artiklar. Exempel: - title: Utbildning och arbetsmarknad"""
     calendar: Calendar | None = None
+    """Kalendariet sist i mejlet: title, intro, more och events. Exempel: {events: [{title: Styrelsemöte, date: 2027-01-14}]}"""
 
     @field_validator("lists", mode="before")
     @classmethod
@@ -213,8 +259,13 @@ class Issue(Strict):
 
 
 class Unsubscribe(Strict):
+    # The schema asks for url or mailto too, as _one_way_out does.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["mailto"]}]})
+
     url: WebUrl | None = None
+    """Sidan för att avregistrera sig; {token} byts mot en signerad kod per mottagare. Exempel: https://www.sjolandet.example/avregistrera?token={token}"""
     mailto: BareAddress | None = None
+    """En adress att mejla för att avregistrera sig, utan namn. Exempel: avregistrera@sjolandet.example"""
 
     @model_validator(mode="after")
     def _one_way_out(self) -> Unsubscribe:
@@ -229,8 +280,11 @@ RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "
 
 class Sending(Strict):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    """Antal samtidiga SMTP-anslutningar, 1-64 (standard 4). Exempel: 4"""
     rate: str | None = None
+    """Högsta takt över alla anslutningar, per s, min eller h. Exempel: 30/min"""
     retries: Annotated[int, Field(ge=0, le=20)] = 5
+    """Nya försök vid tillfälliga fel, 0-20 (standard 5). Exempel: 5"""
 
     @field_validator("rate")
     @classmethod
@@ -251,18 +305,31 @@ class Sending(Strict):
 
 class Settings(Strict):
     name: OneLine
+    """Förbundets namn, i sidhuvudet och som avsändarnamn; krävs. Exempel: Sjölandets kommunalförbund"""
     tagline: OneLine | None = None
+    """En rad under namnet i sidhuvudet. Exempel: Sju kommuner i samverkan"""
     from_: Address = Field(alias="from")
+    """Avsändaren, adress eller Namn <adress>; krävs. Exempel: Sjölandets kommunalförbund <nyhetsbrev@sjolandet.example>"""
     reply_to: Address | None = None
+    """Adressen som svar går till. Exempel: kansliet@sjolandet.example"""
     language: Literal["sv", "en"] = "sv"
+    """Språket för fasta texter och datum: sv (standard) eller en. Exempel: sv"""
     timezone: str = "Europe/Stockholm"
+    """Tidszonen för kalendariets klockslag (standard Europe/Stockholm). Exempel: Europe/Stockholm"""
     website: WebUrl | None = None
+    """Förbundets webbplats, länkad i sidfoten. Exempel: https://www.sjolandet.example"""
     logo: Logo | None = None
+    """En logotyp i stället för namnet i sidhuvudet, med src, alt och width. Exempel: {src: bilder/logo.png, alt: Sjölandet}"""
     accent_color: str = "#00587a"
+    """Färgen på länkar och linjer, inom citattecken; minst 4,5:1 mot vitt. Exempel: "#00587a\""""
     footer: Markdown | None = None
+    """Text i sidfoten i varje nummer, i Markdown; radbrytningar behålls. Exempel: Box 123 · 123 45 Storvik"""
     unsubscribe: Unsubscribe
+    """Hur man avregistrerar sig: url, mailto eller båda; krävs. Exempel: {mailto: avregistrera@sjolandet.example}"""
     web_version: WebUrl | None = None
+    """Adressen till webbversionen; {slug} byts mot numrets filnamn. Exempel: https://www.sjolandet.example/nyhetsbrev/{slug}.html"""
     sending: Sending = Field(default_factory=Sending)
+    """Takten för utskick send: concurrency, rate och retries. Exempel: {concurrency: 4, rate: 30/min}"""
 
     @property
     def sender(self) -> Sender:

@@ -35,30 +35,34 @@ from .model import Event, Image, Issue, Logo, Settings
 STRINGS: dict[str, dict[str, str]] = {
     "sv": {
         "read_more": "Läs mer",
-        "read_more_about": "Läs mer om {title}",
+        "about_article": " om {title}",
         "web_version": "Visa i webbläsare",
         "unsubscribe": "Avregistrera",
+        "unsubscribe_by_mail": "Eller e-post",
+        "website": "Webbplats",
         "calendar": "Kalendarium",
         "full_calendar": "Hela kalendariet",
         "add_to_calendar": "Lägg till i kalender",
-        "add_to_calendar_about": "Lägg till i kalender: {title}",
+        "about_event": ": {title}",
         "photo": "Foto",
         "why": "Du får det här nyhetsbrevet från {name}.",
     },
     "en": {
         "read_more": "Read more",
-        "read_more_about": "Read more about {title}",
+        "about_article": " about {title}",
         "web_version": "View in browser",
         "unsubscribe": "Unsubscribe",
+        "unsubscribe_by_mail": "Or e-mail",
+        "website": "Website",
         "calendar": "Calendar",
         "full_calendar": "Full calendar",
         "add_to_calendar": "Add to calendar",
-        "add_to_calendar_about": "Add to calendar: {title}",
+        "about_event": ": {title}",
         "photo": "Photo",
         "why": "You receive this newsletter from {name}.",
     },
 }
-# Link texts that say nothing out of context: these get an aria-label naming the article.
+# Link texts that say nothing out of context: the article's title follows them as hidden text.
 GENERIC_LINK_TEXTS = {"läs mer", "read more", "mer", "mer info", "mer information", "här", "klicka här", "more", "here"}
 GMAIL_CLIP = 102 * 1024
 EMBED_WARN = 300 * 1024
@@ -161,9 +165,15 @@ def web_version_url(settings: Settings, slug: str) -> str | None:
     return settings.web_version.replace("{slug}", slug) if settings.web_version else None
 
 
+THEME_PREFIX = "!theme"
+
+
 def _environment(project: Project) -> jinja2.Environment:
+    """The project's templates/ first, then the default theme; `!theme/NAME` is always the
+    default's, so a project's email.html can extend it and override only some blocks."""
+    theme = jinja2.FileSystemLoader(default_theme())
     loader = jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader(project.templates_dir), jinja2.FileSystemLoader(default_theme())]
+        [jinja2.PrefixLoader({THEME_PREFIX: theme}), jinja2.FileSystemLoader(project.templates_dir), theme]
     )
     return jinja2.Environment(
         loader=loader,

@@ -6,6 +6,7 @@ in `list_commands`, sending and its status in `sending`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, Callable, NoReturn
 import click
 import yaml
 
+from .. import schema as schemas
 from .. import subscribers as subs
 from ..errors import Problem, UtskickError, display_path
 from ..files import bundled, write_atomic
@@ -89,7 +91,7 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     """
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
-    problems = list(rendered.problems) + signer.problems(project.state_dir)
+    problems = list(rendered.problems) + signer.problems(project.state_dir) + schemas.stale_copies(project.root)
     if lists or doc.model.lists:
         problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
     report(problems)
@@ -134,7 +136,13 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
 @guarded
 def init(directory: Path) -> None:
-    """Create a project folder with example settings, an issue and a list in DIRECTORY."""
+    """Create a project folder with example settings, an issue and a list in DIRECTORY.
+
+    For the editor it also writes schemas/newsletter.schema.json, schemas/issue.schema.json and
+    .vscode/settings.json mapping them ("yaml.schemas"), and starts each YAML file with a
+    "# yaml-language-server: $schema=…" line: VS Code with Red Hat's YAML extension (and any
+    editor using the YAML language server) then completes fields and underlines mistakes.
+    """
     target = directory / "newsletter.yaml"
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
@@ -143,20 +151,36 @@ def init(directory: Path) -> None:
     latest = max((source / "issues").glob("*.yaml"), default=None)
     if latest is None or not (source / "newsletter.yaml").is_file():
         raise UtskickError(Problem("the bundled example is missing from this installation: reinstall utskick", source))
+    issue = directory / "issues" / latest.name
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / "newsletter.yaml", target)
+        # Each YAML file names its schema, so the editor completes and checks it while typing.
+        write_atomic(target, schemas.with_modeline((source / "newsletter.yaml").read_text("utf-8"), target, directory, "settings"))
         # Subscriber lists are personal data (GDPR): keep them, and what send leaves behind, out of git.
         write_atomic(directory / ".gitignore", "subscribers/*.csv\nsubscribers/.*.lock\nbuild/\noutbox/\n.utskick/\n")
         for sub in ("issues", "subscribers"):
             (directory / sub).mkdir(exist_ok=True)
-        shutil.copyfile(latest, directory / "issues" / latest.name)
+        write_atomic(issue, schemas.with_modeline(latest.read_text("utf-8"), issue, directory, "issue"))
+        schemas.write_copies(directory)
+        _vscode_settings(directory)
         shutil.copytree(source / "issues" / "bilder", directory / "issues" / "bilder", dirs_exist_ok=True)
         shutil.copyfile(source / "subscribers" / "medlemmar.csv", directory / "subscribers" / "medlemmar.csv")
     except OSError as e:
         where = Path(e.filename) if e.filename else directory
         raise UtskickError(Problem(f"cannot create the project: {e.strerror or e}", where)) from None
     click.echo(f"created {display_path(target)}; try: utskick --config {display_path(target)} build {latest.stem}")
+
+
+def _vscode_settings(directory: Path) -> None:
+    """VS Code's workspace settings mapping the schemas (Red Hat's YAML extension); an existing
+    file is the user's and is left alone."""
+    path = directory / ".vscode" / "settings.json"
+    mapping = {f"./{schemas.FOLDER}/{schemas.FILES['settings']}": "newsletter.yaml",
+               f"./{schemas.FOLDER}/{schemas.FILES['issue']}": "issues/*.yaml"}
+    if path.exists():
+        click.echo(f"kept {display_path(path)} as it is; add to it: \"yaml.schemas\": {json.dumps(mapping)}")
+        return
+    write_atomic(path, json.dumps({"yaml.schemas": mapping}, indent=2) + "\n")
 
 
 def next_issue(previous: dict[str, Any], today: Date) -> dict[str, Any]:
@@ -205,8 +229,11 @@ def new(obj: Context, slug: str | None) -> None:
     if latest is not None:
         previous = latest.model.model_dump(by_alias=True, exclude_none=True, mode="json")
     text = yaml.safe_dump(next_issue(previous, today), allow_unicode=True, sort_keys=False)
-    write_atomic(target, text)
+    write_atomic(target, schemas.with_modeline(text, target, project.root, "issue"))
     click.echo(f"created {display_path(target)}")
+    if not schemas.path(project.root, "issue").exists():  # a project from before schemas: its copies too
+        for written in schemas.write_copies(project.root):
+            click.echo(f"wrote {display_path(written)}")
 
 
 @cli.command()
@@ -257,4 +284,5 @@ def main() -> None:
 
 
 # The other commands register themselves on `cli` when imported.
-from . import inbox, list_commands, sending  # noqa: E402,F401
+from . import list_commands, schema, sending  # noqa: E402,F401
+from . import inbox  # noqa: E402,F401
