@@ -27,6 +27,9 @@ from .suppression import known_keys, resolve_tokens, suppress
 SOFT_LIMIT = 3
 """Soft failures on this many consecutive issues suppress a recipient."""
 
+SOFT = "soft: "
+"""How a soft failure is noted, as the sent row's last reply (until the journal has a place for it)."""
+
 Action = Literal["bounced", "unsubscribed", "delayed", "auto-reply"]
 
 
@@ -61,9 +64,6 @@ class Ledger(Protocol):
     def processed(self, message_id: str) -> bool: ...
 
     def record(self, message_id: str, action: Action) -> None: ...
-
-
-SOFT = "soft: "
 
 
 class JournalLedger:
