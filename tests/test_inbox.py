@@ -20,6 +20,7 @@ from test_reports import mail
 
 from utskick import inbox, returned
 from utskick.errors import Problem, UtskickError
+from utskick.reports import persons
 from utskick.load import load_project
 
 ANNA, PETTER, MARIA, JOHAN = ("anna.lind@bjorkvik.example", "petter.akesson@ekeby.example",
@@ -374,6 +375,18 @@ def test_a_wrong_password_exits_1_without_printing_it(project: Path, run: Run, m
         result = run("inbox")
         assert result.exit_code == 1 and "127.0.0.1:" in result.output and "sign-in refused" in result.output
         assert "lösenord" not in result.output
+
+
+def test_a_persons_mail_is_read_as_its_header_alone(imap: Dovecot, project: Path) -> None:
+    reply = mail("personal-reply.eml", MESSAGE_ID="<x@y>", RECIPIENT=MARIA)
+    reply = reply.replace(b"/Lars", b"/Lars\r\n" + b"bilaga " * 20000)
+    imap.append(reply, mail("exchange-ndr.eml", MESSAGE_ID="<x@y>", RECIPIENT=ANNA))
+    accounts, _ = inbox.from_environment()
+    read = [list(f.messages()) for f in inbox.imap_folders(accounts, None, readonly=True,
+                                                           persons=lambda head: persons(head, UNSUBSCRIBE))]
+    ((person, report),) = read
+    assert person.raw.endswith(b"\r\n\r\n") and b"bilaga" not in person.raw and b"Lars Nilsson" in person.raw
+    assert b"RESOLVER.ADR.RecipientNotFound" in report.raw
 
 
 def test_a_token_provider_of_the_callers_own(imap: Dovecot, project: Path) -> None:

@@ -8,7 +8,7 @@ from string import Template
 
 import pytest
 
-from utskick.reports import parse
+from utskick.reports import parse, persons
 
 MAIL = Path(__file__).resolve().parent / "mail"
 OURS = "<Qm9va0tlZXBlcjEyMzQ1Njc4.2026-12@sjolandet.example>"
@@ -167,3 +167,13 @@ def test_a_person_forwarding_a_report_is_a_person_writing() -> None:
     assert parse(raw).kind == "nonstandard-report"  # with a mail system's header it would count
     person = raw.replace(b"X-Failed-Recipients: " + WHO.encode() + b"\r\n", b"")
     assert parse(person).kind == "other"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MAIL.glob("*.eml")))
+def test_the_header_alone_tells_a_persons_mail_apart(name: str) -> None:
+    """Only a person's mail is read as its header alone, and for it `parse` says "other" either way."""
+    raw = mail(name)
+    head = raw[:raw.index(b"\r\n\r\n") + 4]
+    assert persons(head, UNSUBSCRIBE) == (name == "personal-reply.eml")
+    if persons(head, UNSUBSCRIBE):
+        assert parse(head, UNSUBSCRIBE).kind == parse(raw, UNSUBSCRIBE).kind == "other"

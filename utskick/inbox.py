@@ -29,6 +29,8 @@ from .errors import Problem, UtskickError, display_path
 from .files import read_bytes
 
 TokenProvider = Callable[[], str]
+PersonsTest = Callable[[bytes], bool]
+"""Whether a message's header shows it to be a person's, so its body is not needed (`reports.persons`)."""
 """Returns an OAuth2 access token for the mailbox (UTSKICK_IMAP_TOKEN_COMMAND, or a sign-in)."""
 
 PROCESSED = ("utskick", "behandlat")
@@ -251,9 +253,11 @@ def signed_in(account: ImapAccount, token: TokenProvider | None, context: ssl.SS
 class ImapFolder:
     """One folder of a signed-in mailbox; read-only (EXAMINE) for a dry run."""
 
-    def __init__(self, client: IMAPClient, account: ImapAccount, name: str, readonly: bool) -> None:
+    def __init__(self, client: IMAPClient, account: ImapAccount, name: str, readonly: bool,
+                 persons: PersonsTest | None = None) -> None:
         self.client = client
         self.account = account
+        self.persons = persons
         self.label = f"{account.label}/{name}"
         try:
             client.select_folder(name, readonly=readonly)
@@ -267,13 +271,17 @@ class ImapFolder:
             yield from self._messages()
 
     def _messages(self) -> Iterator[Mail]:
-        sizes = self.client.fetch(self.client.search("UNDELETED"), ["RFC822.SIZE"])
-        uids = sorted(uid for uid, data in sizes.items() if int(data.get(b"RFC822.SIZE", 0)) <= TOO_BIG)
+        """Headers first; the whole message only when it may be a report or a request (a person's
+        mail, or one too big to be either, is read as its header alone)."""
+        uids = sorted(self.client.search("UNDELETED"))
         for start in range(0, len(uids), CHUNK):
             chunk = uids[start:start + CHUNK]
-            found = self.client.fetch(chunk, ["BODY.PEEK[]"])
+            heads = self.client.fetch(chunk, ["RFC822.SIZE", "BODY.PEEK[HEADER]"])
+            whole = [uid for uid, data in heads.items() if int(data.get(b"RFC822.SIZE", 0)) <= TOO_BIG
+                     and not (self.persons and self.persons(data.get(b"BODY[HEADER]", b"")))]
+            bodies = self.client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
             for uid in chunk:
-                raw = found.get(uid, {}).get(b"BODY[]")
+                raw = bodies.get(uid, {}).get(b"BODY[]") or heads.get(uid, {}).get(b"BODY[HEADER]")
                 if isinstance(raw, bytes):
                     yield Mail(f"{self.label} UID {uid}", raw, uid)
 
@@ -320,14 +328,14 @@ class ImapFolder:
 
 
 def imap_folders(accounts: Sequence[ImapAccount], token: TokenProvider | None, readonly: bool,
-                 folder: str | None = None) -> Iterator[Folder]:
-    """Each folder of each mailbox in turn, signed in to one mailbox at a time; `folder` replaces
-    the URL's folders in every mailbox (`--folder`)."""
+                 folder: str | None = None, persons: PersonsTest | None = None) -> Iterator[Folder]:
+    """Each folder of each mailbox in turn, signed in to one mailbox at a time: read a folder before
+    taking the next. `folder` replaces the URL's folders in every mailbox (`--folder`)."""
     context = tls_context()
     for account in accounts:
         with signed_in(account, token, context) as client:
             for name in (folder,) if folder else account.folders:
-                yield ImapFolder(client, account, name, readonly)
+                yield ImapFolder(client, account, name, readonly, persons)
 
 
 def from_environment(token: TokenProvider | None = None) -> tuple[list[ImapAccount], TokenProvider | None]:

@@ -101,6 +101,16 @@ def parse(raw: bytes, unsubscribe_address: str | None = None) -> Parsed:
     return result("other", _references(msg))
 
 
+def persons(head: bytes, unsubscribe_address: str | None = None) -> bool:
+    """Whether a message's header alone shows it to be a person's: no report, not from a mail
+    system, no auto-reply, no request, so `parse` would call it "other" whatever its body. Its
+    body is then never fetched: personal mail stays in the mailbox and is read on every run."""
+    msg = email.message_from_bytes(head, policy=policy.default)
+    subject = _text(msg.get("Subject"))
+    return not (msg.get_content_type() == "multipart/report" or _automated(msg, _first_address(msg, "from"))
+                or _auto_reply(msg, subject) or _is_request(msg, subject, unsubscribe_address))
+
+
 def _text(value: object) -> str:
     return " ".join(str(value or "").split())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import inbox as mail
-from .. import returned
+from .. import reports, returned
 from ..errors import display_path
 from ..subscribers import suppression_path
 from . import Context, cli, guarded, report
@@ -41,7 +41,9 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
         folders: Iterable[mail.Folder] = [mail.FileFolder(source)]
     else:
         accounts, token = mail.from_environment()
-        folders = mail.imap_folders(accounts, token, readonly=dry_run, folder=folder)
+        mailto = project.settings.unsubscribe.mailto
+        folders = mail.imap_folders(accounts, token, readonly=dry_run, folder=folder,
+                                    persons=lambda head: reports.persons(head, mailto))
     summary = returned.apply(project, folders, dry_run=dry_run, confirm=confirm)
     where = display_path(suppression_path(project))
     for line in summary.bounced:
