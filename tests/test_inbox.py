@@ -213,6 +213,8 @@ def test_a_path_that_is_no_mail_is_a_located_error(project: Path, run: Run, tmp_
     assert result.exit_code == 1 and "notes.txt:1:1: error: neither a folder of .eml files nor an mbox" in result.output
     missing = run("inbox", "--from", str(tmp_path / "saknas.mbox"))
     assert missing.exit_code == 1 and "saknas.mbox: error: file not found" in missing.output
+    both = run("inbox", "--from", str(tmp_path), "--folder", "INBOX")
+    assert both.exit_code == 2 and "--folder names an IMAP folder" in both.output
 
 
 # --- IMAP ------------------------------------------------------------------------------------------
