@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import mailbox
 import os
-import shlex
 import socket
 import ssl
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,15 +27,17 @@ from .errors import Problem, UtskickError, display_path
 from .files import read_bytes
 
 TokenProvider = Callable[[], str]
+"""Returns an OAuth2 access token for a mailbox (an `oauth.TokenSource`'s `token`, or any sign-in)."""
+Tokens = Callable[[str], TokenProvider | None]
+"""The token provider for a mailbox's user name, None when there is none (as `oauth.for_purpose`)."""
 PersonsTest = Callable[[bytes], bool]
 """Whether a message's header shows it to be a person's, so its body is not needed (`reports.persons`)."""
-"""Returns an OAuth2 access token for the mailbox (UTSKICK_IMAP_TOKEN_COMMAND, or a sign-in)."""
 
 PROCESSED = ("utskick", "behandlat")
 IMAP_TIMEOUT = 30.0
 CHUNK = 25
 TOO_BIG = 25 * 1024 * 1024
-"""Larger messages are not fetched: no report or reply is that big, and a person's is left alone."""
+"""Of larger messages only the header is fetched: no report or request is that big."""
 
 
 @dataclass(frozen=True)
@@ -163,26 +163,6 @@ def _account(url: str, password: str | None) -> ImapAccount:
                        (folder,), xoauth2, secret)
 
 
-def command_token(command: str) -> TokenProvider:
-    """A token printed by a command (UTSKICK_IMAP_TOKEN_COMMAND, such as `az account get-access-token
-    … --query accessToken -o tsv`). What it prints is never shown: it is a credential."""
-
-    def provide() -> str:
-        where = "UTSKICK_IMAP_TOKEN_COMMAND"
-        try:
-            done = subprocess.run(shlex.split(command, posix=os.name != "nt"), capture_output=True, timeout=120)
-        except (OSError, ValueError) as e:
-            raise UtskickError(Problem(f"cannot run it: {getattr(e, 'strerror', None) or e}", where=where)) from None
-        except subprocess.TimeoutExpired:
-            raise UtskickError(Problem("gave no token within 120 s", where=where)) from None
-        token = done.stdout.decode("utf-8", "replace").strip()
-        if done.returncode != 0 or not token or len(token.split()) != 1:
-            raise UtskickError(Problem(f"gave no token (exit {done.returncode}); run it by hand to see why", where=where))
-        return token
-
-    return provide
-
-
 def tls_context() -> ssl.SSLContext:
     """The system's CAs, or UTSKICK_IMAP_CAFILE's (an internal CA or a self-signed server): always verified."""
     cafile = os.environ.get("UTSKICK_IMAP_CAFILE", "").strip()
@@ -201,8 +181,11 @@ def _failed(account: ImapAccount, e: BaseException) -> UtskickError:
                "for a server with its own CA"
     elif isinstance(e, ssl.SSLError):
         what = f"TLS failed ({e.reason or e})"
+    elif isinstance(e, LoginError) and account.xoauth2:
+        what = ("the token was refused: check that it is for this mailbox and for IMAP (Microsoft 365: the app's "
+                "IMAP.AccessAsApp, or the person's IMAP.AccessAsUser.All; see README: Microsoft 365)")
     elif isinstance(e, LoginError):
-        what = "sign-in refused (check the user name and the password or token)"
+        what = "sign-in refused (check the user name and the password)"
     elif isinstance(e, (socket.timeout, TimeoutError)):
         what = "no answer in time"
     elif isinstance(e, OSError):
@@ -224,8 +207,8 @@ def talking(account: ImapAccount) -> Iterator[None]:
 @contextmanager
 def signed_in(account: ImapAccount, token: TokenProvider | None, context: ssl.SSLContext) -> Iterator[IMAPClient]:
     if account.xoauth2 and token is None:
-        raise UtskickError(Problem(f"{account.label}: ?auth=xoauth2 needs a token: set UTSKICK_IMAP_TOKEN_COMMAND",
-                                   where="IMAP"))
+        raise UtskickError(Problem(f"{account.label}: ?auth=xoauth2 needs a token: set UTSKICK_IMAP_TOKEN_COMMAND, "
+                                   "or sending.oauth in the settings (see README: Microsoft 365)", where="IMAP"))
     if not account.xoauth2 and account.password is None:
         raise UtskickError(Problem(f"{account.label}: no password: set UTSKICK_IMAP_PASSWORD, or use ?auth=xoauth2",
                                    where="IMAP"))
@@ -327,24 +310,21 @@ class ImapFolder:
         return []
 
 
-def imap_folders(accounts: Sequence[ImapAccount], token: TokenProvider | None, readonly: bool,
+def imap_folders(accounts: Sequence[ImapAccount], tokens: Tokens, readonly: bool,
                  folder: str | None = None, persons: PersonsTest | None = None) -> Iterator[Folder]:
     """Each folder of each mailbox in turn, signed in to one mailbox at a time: read a folder before
     taking the next. `folder` replaces the URL's folders in every mailbox (`--folder`)."""
     context = tls_context()
     for account in accounts:
-        with signed_in(account, token, context) as client:
+        with signed_in(account, tokens(account.username) if account.xoauth2 else None, context) as client:
             for name in (folder,) if folder else account.folders:
                 yield ImapFolder(client, account, name, readonly, persons)
 
 
-def from_environment(token: TokenProvider | None = None) -> tuple[list[ImapAccount], TokenProvider | None]:
-    """UTSKICK_IMAP_URL (+ UTSKICK_IMAP_PASSWORD, UTSKICK_IMAP_TOKEN_COMMAND). `token` is a
-    sign-in of the caller's (msal), used for ?auth=xoauth2 before the token command."""
+def from_environment() -> list[ImapAccount]:
+    """UTSKICK_IMAP_URL, with UTSKICK_IMAP_PASSWORD (tokens for ?auth=xoauth2 come from `oauth`)."""
     url = os.environ.get("UTSKICK_IMAP_URL", "").strip()
     if not url:
         raise UtskickError(Problem("UTSKICK_IMAP_URL is not set: say which mailbox to read "
                                    "(imaps://user%40domain@host/INBOX), or read exported mail with --from PATH"))
-    accounts = parse_imap_urls(url, os.environ.get("UTSKICK_IMAP_PASSWORD") or None)
-    command = os.environ.get("UTSKICK_IMAP_TOKEN_COMMAND", "").strip()
-    return accounts, token or (command_token(command) if command else None)
+    return parse_imap_urls(url, os.environ.get("UTSKICK_IMAP_PASSWORD") or None)

@@ -10,6 +10,7 @@ import re
 from datetime import date as Date
 from datetime import time as Time
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
@@ -266,16 +267,73 @@ class Unsubscribe(Strict):
     """Sidan för att avregistrera sig; {token} byts mot en signerad kod per mottagare. Exempel: https://www.sjolandet.example/avregistrera?token={token}"""
     mailto: BareAddress | None = None
     """En adress att mejla för att avregistrera sig, utan namn. Exempel: avregistrera@sjolandet.example"""
+    pull: bool = False
+    """Hämta avregistreringar från utskick serve före varje utskick; skicka inte om servern inte svarar. Exempel: true"""
+
+    @field_validator("url")
+    @classmethod
+    def _token_is_the_query_parameter(cls, value: str | None) -> str | None:
+        # `utskick serve` reads the token from ?token=…: anywhere else it would never be found.
+        if value is not None:
+            parts = urlsplit(value)
+            fields = parse_qsl(parts.query, keep_blank_values=True)
+            if ("token", "{token}") not in fields or value.count("{token}") != 1:
+                raise ValueError(f"{value!r}: {{token}} must be the value of the token query parameter, once: "
+                                 "…?token={token} (utskick serve reads it from there)")
+        return value
 
     @model_validator(mode="after")
     def _one_way_out(self) -> Unsubscribe:
         if not self.url and not self.mailto:
             raise ValueError("give a url, a mailto address or both: every issue needs a way to unsubscribe")
+        if self.pull and not self.url:
+            raise ValueError("pull: true needs a url: the requests are pulled from the server that answers it")
         return self
 
 
 RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+
+
+class OAuth(Strict):
+    """Where the XOAUTH2 token comes from (see `oauth`); the secret itself is never in this file."""
+
+    provider: Literal["microsoft365"]
+    """Var inloggningen sker; i dag bara Microsoft 365. Exempel: microsoft365"""
+    flow: Literal["app", "device"]
+    """app: en appregistrering skickar (SMTP.SendAsApp); device: en person loggar in med utskick login. Exempel: app"""
+    tenant: OneLine
+    """Organisationens tenant-id (GUID) eller domän. Exempel: storsthlm.se"""
+    client_id: OneLine
+    """Appregistreringens program-id (Application ID). Exempel: 11111111-2222-3333-4444-555555555555"""
+    client_certificate: OneLine | None = None
+    """Med flow: app, en PEM-fil med nyckel och certifikat i stället för UTSKICK_OAUTH_CLIENT_SECRET. Exempel: .utskick/app.pem"""
+    authority: WebUrl = "https://login.microsoftonline.com"
+    """Inloggningstjänstens adress; ändras bara för nationella moln. Exempel: https://login.microsoftonline.com"""
+
+    @field_validator("tenant")
+    @classmethod
+    def _one_tenant(cls, value: str) -> str:
+        if not TENANT_RE.match(value) or value.lower() in ("common", "organizations", "consumers"):
+            raise ValueError(f"tenant {value!r} must be the tenant id (a GUID) or its domain, e.g. storsthlm.se")
+        return value
+
+    @field_validator("client_certificate")
+    @classmethod
+    def _certificate_for_apps(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("flow") == "device":
+            raise ValueError("client_certificate is for flow: app; with flow: device a person signs in (utskick login)")
+        return value
+
+    @field_validator("authority")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        if not value.lower().startswith("https://"):
+            raise ValueError(f"authority {value!r} must be https://")
+        return value.rstrip("/")
 
 
 class Sending(Strict):
@@ -285,6 +343,8 @@ class Sending(Strict):
     """Högsta takt över alla anslutningar, per s, min eller h. Exempel: 30/min"""
     retries: Annotated[int, Field(ge=0, le=20)] = 5
     """Nya försök vid tillfälliga fel, 0-20 (standard 5). Exempel: 5"""
+    oauth: OAuth | None = None
+    """Inloggning med OAuth2 (XOAUTH2) i stället för lösenord, för Microsoft 365. Exempel: {provider: microsoft365, flow: app, tenant: storsthlm.se, client_id: 1111…}"""
 
     @field_validator("rate")
     @classmethod

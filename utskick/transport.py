@@ -31,6 +31,7 @@ from . import replies
 from .addresses import ascii_form
 from .errors import Problem, UtskickError
 from .files import write_atomic
+from .oauth import TOKEN_REFUSED, TokenSource
 
 Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
 SMTP_TIMEOUT = 60.0
@@ -113,12 +114,13 @@ class SmtpSettings:
     starttls: bool
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    xoauth2: bool = False
 
     @property
     def label(self) -> str:
         who = f"{self.username}@" if self.username else ""
         security = "TLS" if self.implicit_tls else ("STARTTLS" if self.starttls else "plain, loopback only")
-        return f"SMTP {who}{self.host}:{self.port} ({security})"
+        return f"SMTP {who}{self.host}:{self.port} ({security}{', XOAUTH2' if self.xoauth2 else ''})"
 
 
 def is_loopback(host: str) -> bool:
@@ -157,11 +159,14 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     if not host:
         raise bad("has no host name (smtp://user@host:587)")
     query = parse_qs(parts.query)
-    unknown = set(query) - {"starttls"}
+    unknown = set(query) - {"starttls", "auth"}
     if unknown:
-        raise bad("unknown option after '?' (the only one is ?starttls=require)")
+        raise bad("unknown option after '?' (the options are ?starttls=require and ?auth=xoauth2, joined by &)")
     if query.get("starttls", ["require"])[-1] != "require":
         raise bad("starttls can only be 'require'")
+    if query.get("auth", ["xoauth2"])[-1].lower() != "xoauth2":
+        raise bad("auth can only be 'xoauth2' (without it, the password signs in)")
+    xoauth2 = "auth" in query
     implicit = scheme == "smtps"
     starttls = not implicit and ("starttls" in query or not is_loopback(host))
     username = unquote(parts.username) if parts.username else None
@@ -169,7 +174,10 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
         raise bad("credentials are only ever sent over TLS, and this is plain SMTP: use smtps://, "
                   "add ?starttls=require, or leave the user name out for a local relay")
     secret = password if password else (unquote(parts.password) if parts.password else None)
-    return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret)
+    if xoauth2 and (secret or not username):
+        raise bad("?auth=xoauth2 signs in as the mailbox in the user name (smtp://name%40example.se@host:587) "
+                  "with a token, not a password: remove the password from the URL and UTSKICK_SMTP_PASSWORD")
+    return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret, xoauth2)
 
 
 def classify(code: int, message: str, stage: Stage, recipient: str | None) -> TransportError:
@@ -253,29 +261,45 @@ class SmtpTransport:
     rate_limited = True
 
     def __init__(self, settings: SmtpSettings, sender: str, timeout: float = SMTP_TIMEOUT,
-                 tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, tokens: TokenSource | None = None) -> None:
         self.settings = settings
+        self.tokens = tokens
         self.sender = sender
         self.timeout = timeout
         self.tls_context = tls_context
         self.label = settings.label
         self._hostname: str | None = None
 
-    async def connect(self) -> SmtpConnection:
+    async def connect(self, renewed: bool = False) -> SmtpConnection:
         s = self.settings
         if self._hostname is None:
             self._hostname = await asyncio.to_thread(socket.getfqdn)
+        used: list[str] = []
+
+        async def token() -> str:
+            assert self.tokens is not None
+            used.append(await asyncio.to_thread(self.tokens.token))
+            return used[-1]
+
         client = aiosmtplib.SMTP(
             hostname=s.host, port=s.port, username=s.username, password=s.password,
+            oauth_token_generator=token if s.xoauth2 else None,
             use_tls=s.implicit_tls, start_tls=s.starttls, validate_certs=True,
             tls_context=self.tls_context, timeout=self.timeout, local_hostname=self._hostname,
         )
         where = f"{s.host}:{s.port}"
         try:
             await client.connect()
+        except UtskickError as e:  # no token to be had
+            raise Fatal(f"no token to sign in as {s.username!r}: {'; '.join(p.message for p in e.problems)}",
+                        stage="auth") from None
         except aiosmtplib.SMTPAuthenticationError as e:
+            if self.tokens is not None and used and not renewed:
+                # Revoked or expired early: one new token, then the refusal stands.
+                self.tokens.refused(used[-1])
+                return await self.connect(renewed=True)
             raise Fatal(f"authentication failed for {s.username!r} ({e.code} {e.message})", code=e.code, stage="auth",
-                        hint=replies.for_send(replies.Reply(e.code, e.message), "auth")[1]) from None
+                        hint=TOKEN_REFUSED if used else replies.for_send(replies.Reply(e.code, e.message), "auth")[1]) from None
         except aiosmtplib.SMTPConnectResponseError as e:
             if 400 <= e.code < 500:
                 raise Temporary(f"{where} is busy: {e.message}", code=e.code, stage="connect", reconnect=True) from None
@@ -392,11 +416,19 @@ def trusting(cafile: str) -> ssl.SSLContext:
         raise UtskickError(Problem(f"UTSKICK_SMTP_CAFILE: cannot use it: {reason}", Path(cafile))) from None
 
 
-def from_environment(outbox: Path, sender: str) -> Transport:
-    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD, UTSKICK_SMTP_CAFILE) picks SMTP; without it, the outbox."""
+def from_environment(outbox: Path, sender: str,
+                     tokens: Callable[[str], TokenSource | None] | None = None) -> Transport:
+    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD, UTSKICK_SMTP_CAFILE) picks SMTP; without it, the outbox.
+
+    With ?auth=xoauth2, `tokens(mailbox)` gives where the tokens come from (see `oauth.for_purpose`).
+    """
     url = os.environ.get("UTSKICK_SMTP_URL", "").strip()
     if not url:
         return OutboxTransport(outbox)
     settings = parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None)
+    source = tokens(settings.username or "") if settings.xoauth2 and tokens is not None else None
+    if settings.xoauth2 and source is None:
+        raise UtskickError(Problem("UTSKICK_SMTP_URL: ?auth=xoauth2 needs a token: set UTSKICK_SMTP_TOKEN_COMMAND, "
+                                   "or sending.oauth in the settings (see README: Microsoft 365)"))
     cafile = os.environ.get("UTSKICK_SMTP_CAFILE", "").strip()
-    return SmtpTransport(settings, sender, tls_context=trusting(cafile) if cafile else None)
+    return SmtpTransport(settings, sender, tls_context=trusting(cafile) if cafile else None, tokens=source)

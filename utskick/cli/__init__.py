@@ -284,5 +284,5 @@ def main() -> None:
 
 
 # The other commands register themselves on `cli` when imported.
-from . import list_commands, schema, sending  # noqa: E402,F401
+from . import list_commands, login, schema, sending, serve  # noqa: E402,F401
 from . import inbox  # noqa: E402,F401

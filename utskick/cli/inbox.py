@@ -8,10 +8,17 @@ from pathlib import Path
 import click
 
 from .. import inbox as mail
-from .. import reports, returned
+from .. import oauth, reports, returned
 from ..errors import display_path
+from ..load import Project
 from ..subscribers import suppression_path
 from . import Context, cli, guarded, report
+
+
+def _tokens(project: Project, user: str) -> mail.TokenProvider | None:
+    """UTSKICK_IMAP_TOKEN_COMMAND, else the sign-in of `sending.oauth`: one set-up serves both."""
+    source = oauth.for_purpose(oauth.IMAP, project, user)
+    return source.token if source is not None else None
 
 
 @cli.command("inbox")
@@ -27,7 +34,7 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
     """Read bounce reports and unsubscribe replies from the sender's mailbox and apply them.
 
     Reads UTSKICK_IMAP_URL (imaps://user%40domain@host/INBOX) with UTSKICK_IMAP_PASSWORD, or with
-    ?auth=xoauth2 a token from UTSKICK_IMAP_TOKEN_COMMAND. A report that an address does not exist
+    ?auth=xoauth2 a token from UTSKICK_IMAP_TOKEN_COMMAND or the settings' sending.oauth. A report that an address does not exist
     marks it bounced in the journal and adds it to subscribers/unsubscribed.csv; a reply carrying
     the unsubscribe token unsubscribes its owner. Processed messages move to utskick/behandlat;
     everything else (a person's reply) is left exactly as it is. Safe to run again.
@@ -40,9 +47,9 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
             raise click.UsageError("--folder names an IMAP folder; with --from, give the path only")
         folders: Iterable[mail.Folder] = [mail.FileFolder(source)]
     else:
-        accounts, token = mail.from_environment()
+        accounts = mail.from_environment()
         mailto = project.settings.unsubscribe.mailto
-        folders = mail.imap_folders(accounts, token, readonly=dry_run, folder=folder,
+        folders = mail.imap_folders(accounts, lambda user: _tokens(project, user), readonly=dry_run, folder=folder,
                                     persons=lambda head: reports.persons(head, mailto))
     summary = returned.apply(project, folders, dry_run=dry_run, confirm=confirm)
     where = display_path(suppression_path(project))

@@ -44,15 +44,28 @@ def lists_command(obj: Context) -> None:
 @click.option("--from", "source", type=click.Path(path_type=Path, dir_okay=False),
               help="Also read addresses or tokens from FILE: one a line, or a CSV export with an "
                    "email or token column.")
+@click.option("--pull", "pull_from", is_flag=False, flag_value="", default=None, metavar="[URL]",
+              help="Instead, fetch the one-click requests `utskick serve` recorded, from URL "
+                   "(default: the origin of unsubscribe.url), add them, and have the server forget them.")
 @click.pass_obj
 @guarded
-def unsubscribe_command(obj: Context, items: tuple[str, ...], reason: str, source: Path | None) -> None:
+def unsubscribe_command(obj: Context, items: tuple[str, ...], reason: str, source: Path | None,
+                        pull_from: str | None) -> None:
     """Add people to subscribers/unsubscribed.csv, by address or by the token in their link.
 
     Safe to run twice (nobody is added twice) and to interrupt (the file is replaced whole).
     A token that belongs to nobody on any list is an error (exit 1); the rest are still added.
+    With --pull, tokens that belong to nobody are counted, not an error; a server that cannot
+    be reached or refuses the secret is (exit 1).
     """
     project = obj.project()
+    if pull_from is not None:
+        if items or source is not None:
+            raise click.UsageError("--pull takes no addresses, tokens or --from")
+        from ..pull import REASON, pull
+
+        click.echo(pull(project, pull_from or None, reason or REASON).summary())
+        return
     requests = [suppression.Request(i) for i in items]
     problems: list[Problem] = []
     if source is not None:

@@ -6,6 +6,7 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 from rich.console import Console
@@ -21,6 +22,7 @@ from ..files import write_atomic
 from ..journal import Counts, Journal
 from ..load import Project
 from ..message import MessageTemplate
+from ..oauth import SMTP, TokenSource, for_purpose
 from ..render import Rendered, slug_of
 from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
@@ -59,20 +61,25 @@ def _confirm(yes: bool, question: str) -> bool:
               help="Send a '[TEST]' copy to ADDRESS only (repeatable); not recorded as the send.")
 @click.option("--resend-uncertain", is_flag=True,
               help="Also send to recipients whose message may or may not have arrived in an interrupted run.")
+@click.option("--no-pull", is_flag=True,
+              help="With unsubscribe.pull: true, send without first pulling the one-click unsubscribes.")
 @click.pass_obj
 @guarded
 def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool, tests: tuple[str, ...],
-         resend_uncertain: bool) -> None:
+         resend_uncertain: bool, no_pull: bool) -> None:
     """Send ISSUE to its lists through UTSKICK_SMTP_URL, or to outbox/ without it.
 
     Re-running the same command resumes an interrupted or stopped send: nobody who was already
     sent the issue gets it again. Exit 0 when the run completed (see the summary for bounces),
-    1 when it stopped on an error, 130 on Ctrl-C.
+    1 when it stopped on an error, 130 on Ctrl-C. With unsubscribe.pull: true it first pulls
+    the one-click unsubscribes from `utskick serve`, and refuses to send when it cannot.
     """
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     report(list(rendered.problems))
     chosen = delivery.lists_for(doc.model.lists, lists, doc.path)
+    if project.settings.unsubscribe.pull and not tests and not dry_run:
+        _pull_first(project, no_pull)
     found = subs.recipients(project, chosen, rendered.fields)
     report(found.problems)
     recipients = found.subscribers
@@ -82,7 +89,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         return
     template = MessageTemplate.of(rendered, signer.load(project.state_dir))
     outbox = project.outbox_dir / slug
-    transport = transports.from_environment(outbox, template.sender)
+    transport = transports.from_environment(outbox, template.sender, _tokens(project))
     journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
     try:
         plan = delivery.survey(journal, recipients, record=False)
@@ -138,6 +145,24 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     sys.exit(outcome.exit_code)
 
 
+def _pull_first(project: Project, no_pull: bool) -> None:
+    if no_pull:
+        click.echo("not pulling unsubscribes (--no-pull): Gmail and Yahoo require unsubscribes to be honoured "
+                   "within two days; run `utskick unsubscribe --pull` soon", err=True)
+        return
+    from ..pull import pull
+
+    try:
+        click.echo(f"Unsubscribes: {pull(project).summary()}")
+    except UtskickError as e:
+        raise UtskickError([*e.problems, Problem("not sent: the one-click unsubscribes could not be pulled; "
+                                                 "fix that, or send with --no-pull")]) from None
+
+
+def _tokens(project: Project) -> Callable[[str], TokenSource | None]:
+    return lambda mailbox: for_purpose(SMTP, project, mailbox)
+
+
 def _bounced(addresses: list[str]) -> None:
     if addresses:
         click.echo(f"bounced and added to subscribers/unsubscribed.csv: {', '.join(addresses)}")
@@ -184,7 +209,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
         raise UtskickError(problems)
     template = MessageTemplate.of(rendered, signer.load(project.state_dir), subject_prefix="[TEST] ")
     outbox = project.outbox_dir / f"{rendered.slug}-test"
-    transport = transports.from_environment(outbox, template.sender)
+    transport = transports.from_environment(outbox, template.sender, _tokens(project))
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
     click.echo(f"To:         {', '.join(tests)}")
     click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
