@@ -34,9 +34,9 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
     """Read bounce reports and unsubscribe replies from the sender's mailbox and apply them.
 
     Reads UTSKICK_IMAP_URL (imaps://user%40domain@host/INBOX) with UTSKICK_IMAP_PASSWORD, or with
-    ?auth=xoauth2 a token from UTSKICK_IMAP_TOKEN_COMMAND or the settings' sending.oauth. A report that an address does not exist
-    marks it bounced in the journal and adds it to subscribers/unsubscribed.csv; a reply carrying
-    the unsubscribe token unsubscribes its owner. Processed messages move to utskick/behandlat;
+    ?auth=xoauth2 a token from UTSKICK_IMAP_TOKEN_COMMAND or the settings' sending.oauth. A report
+    that an address does not exist marks it bounced in the journal and adds it to
+    subscribers/unsubscribed.csv; a reply carrying the unsubscribe token unsubscribes its owner. Processed messages move to utskick/behandlat;
     everything else (a person's reply) is left exactly as it is. Safe to run again.
 
     Exit 0 whenever the mail was read, whatever was found; 1 on errors (sign-in, TLS, a folder).
@@ -49,8 +49,8 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
     else:
         accounts = mail.from_environment()
         mailto = project.settings.unsubscribe.mailto
-        folders = mail.imap_folders(accounts, lambda user: _tokens(project, user), readonly=dry_run, folder=folder,
-                                    persons=lambda head: reports.persons(head, mailto))
+        folders = mail.imap_folders(accounts, lambda user: _tokens(project, user), readonly=dry_run,
+                                    folder=folder, persons=lambda head: reports.persons(head, mailto))
     summary = returned.apply(project, folders, dry_run=dry_run, confirm=confirm)
     where = display_path(suppression_path(project))
     for line in summary.bounced:
