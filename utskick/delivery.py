@@ -23,18 +23,19 @@ import contextlib
 import random
 import signal
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from . import suppression
+from .budget import Budget, when
 from .errors import Problem, UtskickError
 from .files import locked
 from .journal import Counts, Journal, Row, State, unusable
 from .load import Project
 from .message import MessageTemplate
 from .model import Sending
-from .subscribers import Subscriber, list_paths, load_list, load_suppressed, merge, suppression_path
+from .subscribers import Subscriber
 from .transport import BudgetReached, Bounced, Connection, Fatal, Temporary, Transport, TransportError
 
 STOP_SIGNALS = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
@@ -45,14 +46,6 @@ BOUNCE_STREAK = 5
 
 class BounceStreak(Fatal):
     """A streak of unknown-address refusals stopped the send; the message says how to go on."""
-
-
-def lists_for(issue_lists: Iterable[str], chosen: Iterable[str], where: Path) -> tuple[str, ...]:
-    """`--list` options, else the issue's `lists:`; never "everyone" by accident."""
-    lists = tuple(chosen) or tuple(issue_lists)
-    if not lists:
-        raise UtskickError(Problem("no lists to send to: add 'lists: [name]' to the issue or pass --list NAME", where))
-    return lists
 
 
 @dataclass(frozen=True)
@@ -145,8 +138,10 @@ class RateLimiter:
 
 class Delivery:
     def __init__(self, journal: Journal, transport: Transport, template: MessageTemplate,
-                 policy: Policy, counts: Counts, resend_uncertain: bool, on_progress: Progress | None) -> None:
+                 policy: Policy, counts: Counts, resend_uncertain: bool, on_progress: Progress | None,
+                 budget: Budget | None = None) -> None:
         self.journal = journal
+        self.budget = budget
         self.transport = transport
         self.template = template
         self.policy = policy
@@ -229,6 +224,9 @@ class Delivery:
             # An address SMTP cannot carry without SMTPUTF8: this recipient fails, not the send.
             self.record(sub.key, state, "failed", f"cannot build the message: {e}", attempt=True)
             self.finished += 1
+            return connection
+        if self.budget is not None and not self.budget.take():
+            self.stop(budget_reached(self.budget, self.counts))
             return connection
         tries = 0
         while await self.pause(self.limiter.reserve()):
@@ -346,31 +344,6 @@ async def _run(delivery: Delivery, recipients: Iterable[Subscriber]) -> None:
             loop.remove_signal_handler(signum)
 
 
-def still_listed(project: Project) -> set[str] | None:
-    """Everyone on any list and not suppressed; None when a list cannot be read (then nobody is
-    taken for gone). Without a key: `status` must not create the secret."""
-    try:
-        lists = [load_list(path) for path in list_paths(project).values()]
-    except UtskickError:
-        return None
-    suppressed, _ = load_suppressed(suppression_path(project))
-    return {s.key for s in merge(lists, suppressed).subscribers}
-
-
-def standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
-    """The journal's counts, with those not yet sent who have since left the lists (or been
-    suppressed) counted apart: `send` will not mail them, so they are not "remaining"."""
-    counts = journal.counts()
-    if listed is None:
-        return counts, 0
-    gone = 0
-    for row in journal.rows("pending", "deferred", "failed", "inflight"):
-        if row.key not in listed:
-            counts.add(row.state, -1)
-            gone += 1
-    return counts, gone
-
-
 @contextlib.contextmanager
 def send_lock(state_dir: Path) -> Iterator[None]:
     """One `send` at a time per project: two would both see a recipient as pending."""
@@ -382,15 +355,14 @@ def send_lock(state_dir: Path) -> Iterator[None]:
 
 
 def send(project: Project, template: MessageTemplate, transport: Transport, recipients: Sequence[Subscriber], *,
-         resend_uncertain: bool = False, policy: Policy | None = None,
-         on_start: Callable[[Survey], None] | None = None, on_progress: Progress | None = None) -> Outcome:
+         resend_uncertain: bool = False, policy: Policy | None = None, on_progress: Progress | None = None) -> Outcome:
     """Send one issue to `recipients`, resuming whatever an earlier run left.
 
     SMTP trouble never raises: it ends in the outcome (stopped, interrupted, the counts).
     """
     policy = policy or Policy.of(project.settings.sending)
     try:
-        return _send(project, template, transport, recipients, resend_uncertain, policy, on_start, on_progress)
+        return _send(project, template, transport, recipients, resend_uncertain, policy, on_progress)
     except sqlite3.Error as e:
         # Locked past the busy timeout, a full disk, a damaged file: every row still says what is
         # true (a state is written after the fact it records), so the same command resumes.
@@ -398,13 +370,13 @@ def send(project: Project, template: MessageTemplate, transport: Transport, reci
 
 
 def _send(project: Project, template: MessageTemplate, transport: Transport, recipients: Sequence[Subscriber],
-          resend_uncertain: bool, policy: Policy, on_start: Callable[[Survey], None] | None,
-          on_progress: Progress | None) -> Outcome:
+          resend_uncertain: bool, policy: Policy, on_progress: Progress | None) -> Outcome:
     with send_lock(project.state_dir), Journal.open(project.state_dir, template.rendered.slug, transport.kind) as journal:
         plan = survey(journal, recipients, record=True)
-        if on_start is not None:
-            on_start(plan)
-        delivery = Delivery(journal, transport, template, policy, plan.counts, resend_uncertain, on_progress)
+        budget = daily_budget(journal, project.settings.sending.per_day, transport)
+        delivery = Delivery(journal, transport, template, policy, plan.counts, resend_uncertain, on_progress, budget)
+        if budget is not None and budget.left == 0 and plan.to_send(delivery.resend) > 0:
+            delivery.stop(budget_reached(budget, plan.counts))
         try:
             asyncio.run(_run(delivery, recipients))
         except BaseExceptionGroup as group:
@@ -414,40 +386,21 @@ def _send(project: Project, template: MessageTemplate, transport: Transport, rec
         return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain, delivery.signal)
 
 
+def daily_budget(journal: Journal, per_day: int | None, transport: Transport) -> Budget | None:
+    """What `sending.per_day` still allows a relay (the outbox has no budget)."""
+    if per_day is None or not transport.rate_limited:
+        return None
+    return Budget.of(per_day, journal.submitted_since(Budget.window_start()))
+
+
+def budget_reached(budget: Budget, counts: Counts) -> BudgetReached:
+    left = counts.pending + counts.failed
+    return BudgetReached(f"the daily budget of {budget.limit} recipients is reached", stage="connect",
+                         hint=f"{left} left to send; the budget allows more from {when(budget.frees_at())}")
+
+
 def suppress_bounced(project: Project, journal: Journal) -> list[str]:
     """Every bounce in the journal goes to unsubscribed.csv (idempotent): at the end of each run,
     and on a run with nothing left to send, for a run killed before it got that far."""
     bounced = [(r.email, f"bounced: {r.reply}") for r in journal.rows("bounced")]
     return suppression.suppress(project, bounced) if bounced else []
-
-
-def send_tests(project: Project, rendered_template: MessageTemplate, transport: Transport,
-               first: Subscriber, addresses: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`--test`: the first recipient's name and columns, each test address's own token.
-
-    Not journaled: a test is not the send. Returns (address, server reply or problem).
-    """
-
-    async def run() -> list[tuple[str, str]]:
-        results: list[tuple[str, str]] = []
-        connection: Connection | None = None
-        try:
-            for n, (email, canonical) in enumerate(addresses, 1):
-                sub = replace(first, email=email, key=canonical)
-                try:
-                    connection = connection or await transport.connect()
-                    reply = await connection.send(n, email, rendered_template.render(sub), lambda: None)
-                except Fatal as e:
-                    raise UtskickError(Problem(f"test send stopped: {e.reply}")) from None
-                except TransportError as e:
-                    results.append((email, f"not sent: {e.reply}"))
-                    if isinstance(e, Temporary) and e.reconnect:
-                        connection = None
-                else:
-                    results.append((email, reply))
-        finally:
-            if connection is not None:
-                await connection.close()
-        return results
-
-    return asyncio.run(run())

@@ -58,8 +58,10 @@ CREATE TABLE delivery (
     reply     TEXT NOT NULL DEFAULT '',
     updated   TEXT NOT NULL,
     message_id TEXT NOT NULL DEFAULT '',
+    submitted TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (issue, transport, key)
 ) WITHOUT ROWID""",
+    "CREATE INDEX delivery_submitted ON delivery (submitted) WHERE submitted != ''",
     "CREATE INDEX delivery_message_id ON delivery (message_id) WHERE message_id != ''",
     # Mail read back from the sender's mailbox (`inbox`), by its own Message-ID: applied once.
     "CREATE TABLE processed (message_id TEXT PRIMARY KEY, action TEXT NOT NULL, at TEXT NOT NULL) WITHOUT ROWID",
@@ -68,8 +70,12 @@ CREATE TABLE delivery (
 
 def _v1_to_v2(db: sqlite3.Connection) -> None:
     """Version 1 kept "put back after a bounce streak" only in the reply text of a pending row,
-    and no Message-IDs: make the first a state, and add the second (and the inbox's record)."""
+    and no Message-IDs or submission times: make the first a state, and add the others (and the
+    inbox's record)."""
     db.execute("ALTER TABLE delivery ADD COLUMN message_id TEXT NOT NULL DEFAULT ''")
+    # v1 kept no submission times: its sends count against no budget (they are a day old, or a
+    # budget was not kept then).
+    db.execute("ALTER TABLE delivery ADD COLUMN submitted TEXT NOT NULL DEFAULT ''")
     for statement in SCHEMA[1:]:
         db.execute(statement)
     put_back = [(i, t, k) for i, t, k, reply in db.execute(
@@ -235,10 +241,17 @@ class Journal:
     def inflight(self, key: str, message_id: str) -> None:
         """Committed before the server can accept the message: a crash from here is 'uncertain'.
         The Message-ID is recorded with it: a bounce report that returns it names this row."""
+        stamp = now()
         self.db.execute(
-            "UPDATE delivery SET state='inflight', attempts=attempts+1, message_id=?, updated=?"
+            "UPDATE delivery SET state='inflight', attempts=attempts+1, message_id=?, updated=?, submitted=?"
             " WHERE issue=? AND transport=? AND key=?",
-            (message_id, now(), self.issue, self.transport, key))
+            (message_id, stamp, stamp, self.issue, self.transport, key))
+
+    def submitted_since(self, since: str) -> list[str]:
+        """When each message handed to a relay (any issue; not the outbox) since `since` went,
+        oldest first: what a daily budget counts."""
+        return [t for (t,) in self.db.execute(
+            "SELECT submitted FROM delivery WHERE submitted > ? AND transport != 'outbox' ORDER BY submitted", (since,))]
 
     def done(self, key: str, state: State, reply: str) -> None:
         """The server's verdict on a transaction (the attempt was counted at `inflight`)."""

@@ -336,15 +336,37 @@ class OAuth(Strict):
         return value.rstrip("/")
 
 
+PRESETS: dict[str, dict[str, int | str]] = {
+    # One Microsoft 365 mailbox: 3 connections, 30 messages a minute, 10,000 recipients a day.
+    "microsoft365": {"concurrency": 3, "rate": "30/min", "per_day": 10_000},
+}
+
+
 class Sending(Strict):
+    preset: Literal["microsoft365"] | None = None
+    """Gränserna för en känd tjänst; microsoft365 ger concurrency 3, rate 30/min och per_day 10000. Exempel: microsoft365"""
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     """Antal samtidiga SMTP-anslutningar, 1-64 (standard 4). Exempel: 4"""
     rate: str | None = None
     """Högsta takt över alla anslutningar, per s, min eller h. Exempel: 30/min"""
     retries: Annotated[int, Field(ge=0, le=20)] = 5
     """Nya försök vid tillfälliga fel, 0-20 (standard 5). Exempel: 5"""
+    per_day: Annotated[int, Field(ge=1)] | None = None
+    """Högst så många mottagare per rullande dygn, över alla nummer; sedan avslutas utskicket med kod 75 och fortsätter nästa körning. Exempel: 10000"""
     oauth: OAuth | None = None
     """Inloggning med OAuth2 (XOAUTH2) i stället för lösenord, för Microsoft 365. Exempel: {provider: microsoft365, flow: app, tenant: storsthlm.se, client_id: 1111…}"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: object) -> object:
+        """A preset fills in what is not written; a value above the service's limit is an error."""
+        if not isinstance(data, dict) or data.get("preset") not in PRESETS:
+            return data
+        limits = PRESETS[data["preset"]]
+        for key in ("concurrency", "per_day"):
+            if isinstance(data.get(key), str) and data[key].isdigit() and int(data[key]) > int(limits[key]):
+                raise ValueError(f"{key} {data[key]} is above what preset {data['preset']} allows ({limits[key]})")
+        return {**{k: str(v) for k, v in limits.items()}, **data}
 
     @field_validator("rate")
     @classmethod

@@ -29,7 +29,7 @@ import aiosmtplib
 
 from . import replies
 from .addresses import ascii_form
-from .errors import Problem, UtskickError
+from .errors import Problem, UtskickError, display_path
 from .files import write_atomic
 from .oauth import TOKEN_REFUSED, TokenSource
 
@@ -371,7 +371,7 @@ class OutboxTransport:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.label = f"OUTBOX — nothing is mailed (files in {folder})"
+        self.label = f"OUTBOX — nothing is mailed (files in {display_path(folder)})"
 
     async def connect(self) -> OutboxConnection:
         return OutboxConnection(self.folder)

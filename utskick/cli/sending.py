@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .. import delivery, signer
+from .. import delivery, signer, status as standing, trial
+from .. import plan as plans
 from .. import subscribers as subs
 from .. import transport as transports
 from ..addresses import InvalidAddress, normalise
@@ -77,7 +78,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     report(list(rendered.problems))
-    chosen = delivery.lists_for(doc.model.lists, lists, doc.path)
+    chosen = plans.lists_for(doc.model.lists, lists, doc.path)
     if project.settings.unsubscribe.pull and not tests and not dry_run:
         _pull_first(project, no_pull)
     found = subs.recipients(project, chosen, rendered.fields)
@@ -88,29 +89,25 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         _send_tests(project, rendered, recipients, tests, yes, dry_run)
         return
     template = MessageTemplate.of(rendered, signer.load(project.state_dir))
-    outbox = project.outbox_dir / slug
-    transport = transports.from_environment(outbox, template.sender, _tokens(project))
-    journal = Journal.open(project.state_dir, slug, transport.kind) if Journal.exists(project.state_dir) else None
-    try:
-        plan = delivery.survey(journal, recipients, record=False)
-    finally:
-        if journal is not None:
-            journal.close()
-    c = plan.counts
-    to_send = plan.to_send(resend_uncertain or transport.idempotent)
+    transport = transports.from_environment(project.outbox_dir / slug, template.sender, _tokens(project))
+    plan = plans.prepare(project, template, transport, recipients, resend_uncertain)
+    c, to_send = plan.survey.counts, plan.to_send
     click.echo(f"Subject:    {rendered.issue.subject}")
     click.echo(f"Lists:      {', '.join(chosen)}")
-    click.echo(f"Recipients: {plan.recipients} ({to_send} to send; already sent {c.sent}, bounced {c.bounced}, "
+    click.echo(f"Recipients: {plan.survey.recipients} ({to_send} to send; already sent {c.sent}, bounced {c.bounced}, "
                f"uncertain {c.uncertain})")
-    click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
+    click.echo(f"Transport:  {transport.label}")
+    for line in (plan.timing(), plan.over_budget()):
+        if line:
+            click.echo(f"Timing:     {line}")
     if dry_run:
-        if plan.first is not None:
-            sample = template.render(plan.first)
-            click.echo(f"Message:    {len(sample) / 1024:.1f} KB per recipient (sample: {plan.first.email})")
+        if plan.survey.first is not None:
+            sample = template.render(plan.survey.first)
+            click.echo(f"Message:    {len(sample) / 1024:.1f} KB per recipient (sample: {plan.survey.first.email})")
         click.echo("dry run: nothing was sent")
         return
     if to_send == 0:
-        if journal is not None:
+        if Journal.exists(project.state_dir):
             with Journal.open(project.state_dir, slug, transport.kind) as settled:
                 late = delivery.suppress_bounced(project, settled)
             _bounced(late)
@@ -126,16 +123,12 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
                   RateColumn(), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task(slug, total=to_send, sent=0, bounced=0, failed=0, left=to_send)
 
-        def started(s: delivery.Survey) -> None:
-            bar.update(task, total=s.to_send(resend_uncertain or transport.idempotent))
-
         def progressed(counts: Counts, finished: int) -> None:
             bar.update(task, completed=finished, sent=counts.sent, bounced=counts.bounced, failed=counts.failed,
                        left=counts.pending + counts.failed)
 
         try:
-            outcome = delivery.send(project, template, transport, recipients, resend_uncertain=resend_uncertain,
-                                    on_start=started, on_progress=progressed)
+            outcome = plan.run(progressed)
         except KeyboardInterrupt:
             # A second Ctrl-C while the first finishes what is in flight: the journal still holds
             # every finished transaction, so resuming is safe.
@@ -212,7 +205,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     transport = transports.from_environment(outbox, template.sender, _tokens(project))
     click.echo(f"Test of:    {rendered.issue.subject} (as {first.name or first.email})")
     click.echo(f"To:         {', '.join(tests)}")
-    click.echo(f"Transport:  {transport.label.replace(str(outbox), display_path(outbox))}")
+    click.echo(f"Transport:  {transport.label}")
     if dry_run:
         click.echo(f"Message:    {len(template.render(first)) / 1024:.1f} KB per recipient")
         click.echo("dry run: nothing was sent")
@@ -220,7 +213,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     if not _confirm(yes, "Send the test?"):
         click.echo("not sent", err=True)
         return
-    for address, reply in delivery.send_tests(project, template, transport, first, addresses):
+    for address, reply in trial.send_tests(template, transport, first, addresses):
         click.echo(f"{address}: {reply}")
 
 
@@ -243,10 +236,10 @@ def status(obj: Context, issue: str, report: Path | None) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["transport", "email", "state", "attempts", "last_reply", "updated"])
-    listed = delivery.still_listed(project) if kinds else None
+    listed = standing.still_listed(project) if kinds else None
     for kind in kinds:
         with Journal.open(project.state_dir, slug, kind) as journal:
-            click.echo(f"{slug} via {kind}: {summary_line(*delivery.standing(journal, listed))}")
+            click.echo(f"{slug} via {kind}: {summary_line(*standing.standing(journal, listed))}")
             for row in journal.rows():
                 writer.writerow([kind, row.email, row.shown_state, row.attempts, row.reply, row.updated])
     if report is not None:

@@ -1,0 +1,33 @@
+"""How a send stands, from the journal and the lists, for `status` (also while a send runs)."""
+
+from __future__ import annotations
+
+from .errors import UtskickError
+from .journal import Counts, Journal
+from .load import Project
+from .subscribers import list_paths, load_list, load_suppressed, merge, suppression_path
+
+
+def still_listed(project: Project) -> set[str] | None:
+    """Everyone on any list and not suppressed; None when a list cannot be read (then nobody is
+    taken for gone). Without a key: `status` must not create the secret."""
+    try:
+        lists = [load_list(path) for path in list_paths(project).values()]
+    except UtskickError:
+        return None
+    suppressed, _ = load_suppressed(suppression_path(project))
+    return {s.key for s in merge(lists, suppressed).subscribers}
+
+
+def standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
+    """The journal's counts, with those not yet sent who have since left the lists (or been
+    suppressed) counted apart: `send` will not mail them, so they are not "remaining"."""
+    counts = journal.counts()
+    if listed is None:
+        return counts, 0
+    gone = 0
+    for row in journal.rows("pending", "deferred", "failed", "inflight"):
+        if row.key not in listed:
+            counts.add(row.state, -1)
+            gone += 1
+    return counts, gone
