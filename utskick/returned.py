@@ -17,11 +17,11 @@ from typing import Literal, Protocol
 
 from . import replies, reports, signer
 from .addresses import normalise
-from .delivery import still_listed
 from .errors import Problem
 from .inbox import Folder, Mail
 from .journal import Journal, find_message, now
 from .load import Project
+from .status import still_listed
 from .suppression import known_keys, resolve_tokens, suppress
 
 SOFT_LIMIT = 3
