@@ -62,12 +62,8 @@ def email_html(source: Path) -> str:
 
 # Images still carry a fixed inline width until _image.html gets the hybrid pattern (width:100%;
 # max-width:Npx), which comes with the image pipeline's branch: remove this mark when it lands.
-FIXED_WIDTH_IMAGES = pytest.mark.xfail(strict=True, reason="_image.html: images are width:552px until the hybrid pattern lands")
-
-
 @pytest.mark.parametrize("width", [320, 375])
-@pytest.mark.parametrize("source", [pytest.param(p, marks=FIXED_WIDTH_IMAGES) if p.stem == "2026-12" else p
-                                    for p in ISSUES], ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", ISSUES, ids=lambda p: p.stem)
 def test_fits_a_phone_without_style(tab: Any, source: Path, width: int) -> None:
     tab.set_viewport_size({"width": width, "height": 800})
     tab.set_content(email_html(source))

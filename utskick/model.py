@@ -44,6 +44,9 @@ def _image_src(value: str) -> str:
         raise ValueError(f"{value!r}: an image is an https:// URL or a file path next to the issue")
     if not value:
         raise ValueError("image src is empty")
+    if value.startswith(("/", "\\")):
+        raise ValueError(f"{value!r} is an absolute path: give the path from the issue's folder (bilder/foto.jpg), "
+                         "inside the project folder")
     return value
 
 
@@ -410,6 +413,9 @@ class Settings(Strict):
     """Hur man avregistrerar sig: url, mailto eller båda; krävs. Exempel: {mailto: avregistrera@sjolandet.example}"""
     web_version: WebUrl | None = None
     """Adressen till webbversionen; {slug} byts mot numrets filnamn. Exempel: https://www.sjolandet.example/nyhetsbrev/{slug}.html"""
+    # After web_version, whose value the validator reads: hosted images live beside it.
+    images: Literal["embed", "hosted"] = "embed"
+    """embed (standard): bilderna följer med i mejlet; hosted: de länkas från webbversionens webbplats, så att dess loggar ser vem som öppnar. Exempel: embed"""
     sending: Sending = Field(default_factory=Sending)
     """Takten för utskick send: concurrency, rate och retries. Exempel: {concurrency: 4, rate: 30/min}"""
 
@@ -417,6 +423,13 @@ class Settings(Strict):
     def sender(self) -> Sender:
         """Who every message is from; the name defaults to the newsletter's."""
         return Sender.of(self.from_, self.name)
+
+    @field_validator("images")
+    @classmethod
+    def _hosted_needs_web_version(cls, value: str, info: ValidationInfo) -> str:
+        if value == "hosted" and "web_version" in info.data and info.data["web_version"] is None:
+            raise ValueError("hosted images are linked from the web version's site: set web_version too")
+        return value
 
     @field_validator("web_version")
     @classmethod

@@ -27,7 +27,9 @@ from .errors import Problem, UtskickError, display_path
 from . import subscribers as subs
 from .load import Project, load_issue, load_project
 from .message import MessageTemplate, personalise
-from .render import GMAIL_CLIP, Embedded, Rendered, render
+from . import images
+from .images import Picture
+from .render import GMAIL_CLIP, Rendered, render
 from .signer import Signer
 from .subscribers import Subscriber
 
@@ -37,6 +39,8 @@ KEEPALIVE = 15.0
 SNIPPET = 140
 # A browser cannot fetch cid: parts of a MIME message; the preview serves them at /cid/.
 CID_RE = re.compile(r"""(?<=["'(])cid:""")
+# Images are only ever the pipeline's own JPEG, PNG or GIF; even so, nothing in them may run.
+IMAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Email:
     text: str
     html_size: int
     message_size: int
-    images: dict[str, Embedded]
+    images: dict[str, Picture]  # by Content-ID
     files: tuple[Path, ...]
 
 
@@ -110,13 +114,21 @@ class Preview:
             sender=rendered.settings.sender.name,
             snippet=preheader or opening[:SNIPPET],
             has_preheader=bool(preheader),
-            html=CID_RE.sub("/cid/", personal.html),
+            html=self._local_links(rendered, personal.html),
             text=personal.text,
             html_size=len(personal.html.encode()),
             message_size=len(MessageTemplate.of(rendered, self.signer).render(self.subscriber)),
-            images={i.cid: i for i in rendered.images},
+            images={p.cid: p for p in rendered.pictures},
             files=rendered.files,
         ), rendered.problems + tuple(self._list_problems(project, rendered))
+
+    @staticmethod
+    def _local_links(rendered: Rendered, html: str) -> str:
+        """The email's images as the preview serves them: the issue's files are not published yet."""
+        if rendered.settings.images == "hosted":
+            for picture in rendered.pictures:
+                html = html.replace(f'"{images.hosted_url(rendered.settings, picture)}"', f'"cid:{picture.cid}"')
+        return CID_RE.sub("/cid/", html)
 
     @staticmethod
     def _list_problems(project: Project, rendered: Rendered) -> list[Problem]:
@@ -155,10 +167,13 @@ class Preview:
         catch_up = False  # a restarted watch may have missed a save made while it set up
         while not self.closing.is_set():
             folders, files = self.watched()
+            # A photo dropped in beside the others counts too: the issue may name it already.
+            image_dirs = {f.resolve().parent for f in self.view.email.files} if self.view.email else set()
 
             def relevant(_: watchfiles.Change, path: str) -> bool:
                 p = Path(path).resolve()
-                return p in files or p.parent == self.templates_dir
+                return (p in files or p.parent == self.templates_dir
+                        or (p.parent in image_dirs and p.suffix.lower() in images.FORMATS))
 
             try:
                 for changes in watchfiles.watch(*folders, watch_filter=relevant, debounce=400, step=50,
@@ -220,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
                        {"Content-Security-Policy": "script-src 'none'; object-src 'none'"})
         elif path.startswith("/cid/") and view.email and path[5:] in view.email.images:
             image = view.email.images[path[5:]]
-            self._send(image.mime, image.data)
+            self._send(image.mime, image.data, IMAGE_HEADERS)
         elif path == "/events":
             self._events()
         else:

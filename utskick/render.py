@@ -7,9 +7,7 @@ recipient by joining pre-split pieces, which costs microseconds.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import mimetypes
 import re
 import secrets
 import textwrap
@@ -26,7 +24,8 @@ from pydantic import BaseModel
 from markupsafe import Markup
 from premailer import Premailer
 
-from . import calendar, markdown
+from . import calendar, images, markdown
+from .images import Picture
 from .errors import Problem, UtskickError
 from .files import bundled
 from .load import Document, Project
@@ -68,6 +67,8 @@ GMAIL_CLIP = 102 * 1024
 EMBED_WARN = 300 * 1024
 SUBJECT_WARN = 78
 MARKDOWN_FIELDS = {"body", "intro", "description", "footer"}
+# A credit the editor already prefixed ("Foto: Bengt Säll") is shown as written.
+CREDIT_PREFIX = re.compile(r"^\s*(foto|photo|bild|image)\s*:", re.IGNORECASE)
 
 
 def default_theme() -> Path:
@@ -113,6 +114,8 @@ class Rendered:
     files: tuple[Path, ...] = ()
     # Files to publish beside the web version (name, bytes), such as each event's .ics.
     web_files: tuple[tuple[str, bytes], ...] = ()
+    # Every local image after the pipeline, embedded or not (images.write_files publishes them).
+    pictures: tuple[Picture, ...] = ()
 
     @cached_property
     def fields(self) -> frozenset[str]:
@@ -200,8 +203,16 @@ def _wrap(text: str, indent: str = "  ") -> str:
     return "\n".join(textwrap.wrap(text, markdown.WIDTH, subsequent_indent=indent, break_long_words=False))
 
 
-def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
+def _filters(settings: Settings, shown: dict[Image | Logo, images.Shown]) -> dict[str, Any]:
     lang = settings.language
+    by_src = {image.src: s.src for image, s in reversed(shown.items())}
+
+    def show(image: Image | Logo) -> images.Shown:
+        return shown.get(image) or images.Shown(image.src, images.display_width(image), None)
+
+    def credit(text: str) -> str:
+        return text if CREDIT_PREFIX.match(text) else f"{STRINGS[lang]['photo']}: {text}"
+
     return {
         "markdown": lambda s, level, breaks=False: Markup(markdown.to_html(s, breaks, level)),
         "text": lambda s, breaks=False, width=markdown.WIDTH: markdown.to_text(s, width, breaks),
@@ -209,7 +220,9 @@ def _filters(settings: Settings, cids: dict[str, str]) -> dict[str, Any]:
         "event_date": lambda e: calendar.event_date(e, lang),
         "event_time": lambda e: calendar.event_time(e, lang),
         "months": lambda events: calendar.months(events, lang),
-        "image_src": lambda src: f"cid:{cids[src]}" if src in cids else src,
+        "image_src": lambda src: by_src.get(src, src),
+        "shown": show,
+        "credit": credit,
         "is_generic": lambda s: s.strip(" .→>").lower() in GENERIC_LINK_TEXTS,
         "host": lambda url: urlsplit(url).netloc or url,
         "bare": lambda url: url.removeprefix("mailto:"),
@@ -232,37 +245,37 @@ def _walk(obj: Any, loc: tuple[int | str, ...] = ()) -> Any:
             yield from _walk(value, loc + (key,))
 
 
-def _local_images(doc: Document[Any]) -> list[tuple[tuple[int | str, ...], Path, Image | Logo]]:
-    found = []
-    for loc, _, value in _walk(doc.model):
-        if isinstance(value, (Image, Logo)) and not value.src.lower().startswith("https://"):
-            found.append((loc, (doc.path.parent / value.src), value))
-    return found
+def _local_images(doc: Document[Any]) -> list[tuple[tuple[int | str, ...], Image | Logo]]:
+    return [(loc, value) for loc, _, value in _walk(doc.model)
+            if isinstance(value, (Image, Logo)) and not value.src.lower().startswith("https://")]
 
 
-def _embed(docs: list[Document[Any]]) -> tuple[dict[str, str], list[Embedded], list[Problem], list[Path]]:
-    cids: dict[str, str] = {}
-    embedded: list[Embedded] = []
+def _pictures(project: Project, docs: list[Document[Any]]) -> tuple[dict[Image | Logo, Picture], list[Problem], list[Path]]:
+    """Every local image through the pipeline; each refusal or doubt located at its `src`."""
+    pictures: dict[Image | Logo, Picture] = {}
     problems: list[Problem] = []
     files: list[Path] = []
+    cache = project.state_dir / "cache"
     for doc in docs:
-        for loc, path, image in _local_images(doc):
+        for loc, image in _local_images(doc):
+            path = doc.path.parent / image.src
             files.append(path)
+            at = loc + ("src", "")
             try:
-                data = path.read_bytes()
-            except OSError:
-                problems.append(doc.problem(loc + ("src", ""), f"image file not found: {path}"))
+                picture = images.prepare(path, project.root, images.display_width(image), cache)
+            except images.Refused as e:
+                problems.append(doc.problem(at, str(e)))
                 continue
-            mime = mimetypes.guess_type(path.name)[0] or ""
-            if not mime.startswith("image/"):
-                problems.append(doc.problem(loc + ("src", ""), f"{path.name} is not an image (png, jpg, gif)"))
-                continue
-            cid = f"{hashlib.sha256(data).hexdigest()[:20]}@utskick"
-            if image.src not in cids:
-                cids[image.src] = cid
-                if all(e.cid != cid for e in embedded):
-                    embedded.append(Embedded(cid, path.name, mime, data))
-    return cids, embedded, problems, files
+            pictures[image] = picture
+            if picture.blurry:
+                problems.append(doc.problem(at, f"{path.name} is {picture.width} px wide but shown at {picture.display_width} px: "
+                                                f"it will look blurry (best at {images.target_width(picture.display_width)} px or more)", "warning"))
+    return pictures, problems, files
+
+
+def _embedded(pictures: list[Picture]) -> list[Embedded]:
+    unique = {p.cid: p for p in pictures}
+    return [Embedded(p.cid, f"{p.source.stem}{images.EXTENSION[p.format]}", p.mime, p.data) for p in unique.values()]
 
 
 def _luminance(color: str) -> float:
@@ -282,7 +295,7 @@ def contrast(a: str, b: str) -> float:
     return (la + 0.05) / (lb + 0.05)
 
 
-def _checks(project: Project, doc: Document[Issue], images: list[Embedded]) -> list[Problem]:
+def _checks(project: Project, doc: Document[Issue], embedded: list[Embedded]) -> list[Problem]:
     """Problems the model alone cannot see: contrast, http links, sizes, dates."""
     out: list[Problem] = []
     sdoc = project.settings_doc
@@ -306,9 +319,10 @@ def _checks(project: Project, doc: Document[Issue], images: list[Embedded]) -> l
                 out.append(doc.problem(("calendar", "events", i, "date", ""), f"event '{event.title}' is already over on the issue date {issue.date}", "warning"))
             for when in calendar.missing_times(event, project.settings.timezone):
                 out.append(doc.problem(("calendar", "events", i, "time", ""), f"{when} does not exist in {project.settings.timezone} (the clocks are put forward then)", "warning"))
-    total = sum(len(e.data) for e in images) * 4 // 3
+    total = sum(len(e.data) for e in embedded) * 4 // 3
     if total > EMBED_WARN:
-        out.append(Problem(f"embedded images add {total // 1024} KB to every message (over {EMBED_WARN // 1024} KB): host them on https or shrink them", doc.path, severity="warning"))
+        out.append(Problem(f"embedded images add {total // 1024} KB to every message (over {EMBED_WARN // 1024} KB): use fewer "
+                           "or narrower images, JPEG for photos, or 'images: hosted' in the settings", doc.path, severity="warning"))
     return out
 
 
@@ -353,11 +367,15 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
     """Render and inline one issue; raises UtskickError when it cannot be sent as is."""
     settings, issue = project.settings, doc.model
     slug = slug_of(doc.path)
-    cids, images, missing, files = _embed([project.settings_doc, doc])
-    if missing:  # report them together with everything else the model alone cannot see
-        raise UtskickError(missing + _checks(project, doc, images))
+    pictures, image_problems, files = _pictures(project, [project.settings_doc, doc])
+    hosted = settings.images == "hosted"
+    embedded = [] if hosted else _embedded(list(pictures.values()))
+    if any(p.is_error for p in image_problems):  # reported with everything the model alone cannot see
+        raise UtskickError(image_problems + _checks(project, doc, embedded))
+    shown = {image: images.Shown(images.hosted_url(settings, p) if hosted else f"cid:{p.cid}", p.display_width, p.display_height)
+             for image, p in pictures.items()}
     env = _environment(project)
-    env.filters.update(_filters(settings, cids))
+    env.filters.update(_filters(settings, shown))
     markers = _Markers(secrets.token_hex(4))
     context: dict[str, Any] = {
         "settings": settings,
@@ -379,9 +397,12 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
         raise UtskickError(_template_problem(e, project)) from None
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     attachments, web_files = _calendar_files(settings, slug, issue.calendar.events if issue.calendar else [])
+    if hosted:
+        web_files += images.site_files(pictures.values())
     rendered = Rendered(slug, settings, issue, markers.split(_inline(page)), markers.split(text),
-                        tuple(images), attachments, files=tuple(files), web_files=web_files)
-    warnings = _checks(project, doc, images)
+                        tuple(embedded), attachments, files=tuple(files), web_files=web_files,
+                        pictures=tuple(dict.fromkeys(pictures.values())))
+    warnings = image_problems + _checks(project, doc, embedded)
     if rendered.html_size > GMAIL_CLIP:
         warnings.append(Problem(f"the HTML is {rendered.html_size // 1024} KB; Gmail clips messages over 102 KB", doc.path, severity="warning"))
     if any(p.is_error for p in warnings):
