@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +16,13 @@ from utskick.signer import Signer
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789abcdef"
 """UTSKICK_SECRET in every test project."""
+
+
+def body(msg: Message, kind: str) -> str:
+    """The text of a message's `kind` ("plain" or "html") body, which must be there."""
+    part = msg.get_body((kind,)) if isinstance(msg, EmailMessage) else None
+    assert part is not None, f"no {kind} body"
+    return str(part.get_content())
 
 
 def token(address_key: str) -> str:

@@ -73,8 +73,8 @@ class Recorder:
         if reply == "drop":
             server.transport.close()
             return "421 4.4.2 dropped"
-        if reply and reply != "accept-then-drop":
-            return reply  # type: ignore[no-any-return]
+        if isinstance(reply, str) and reply != "accept-then-drop":
+            return reply
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.received.append((rcpt, envelope.content, time.monotonic()))

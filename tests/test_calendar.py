@@ -114,14 +114,14 @@ def vevents(data: bytes) -> list[icalendar.Event]:
     cal = icalendar.Calendar.from_ical(data)
     broken = [(c.name, c.errors) for c in cal.walk() if c.errors]
     assert not broken, broken
-    return list(cal.walk("VEVENT"))
+    return [e for e in cal.walk("VEVENT") if isinstance(e, icalendar.Event)]
 
 
 def test_every_field_parses_with_icalendar(built: Path) -> None:
     data = (built / f"{SLUG}.ics").read_bytes()
     assert b"\r\n" in data and b"METHOD" not in data
     cal = icalendar.Calendar.from_ical(data)
-    assert cal["VERSION"] == "2.0" and "utskick" in cal["PRODID"]
+    assert cal["VERSION"] == "2.0" and "utskick" in str(cal["PRODID"])
     events = vevents(data)
     assert [str(e["SUMMARY"]) for e in events] == TITLES
     first = events[0]
@@ -156,14 +156,15 @@ def test_timed_events_carry_tzid_and_one_matching_vtimezone(built: Path) -> None
             assert offset_from_vtimezone(zones[0], moment) == moment.utcoffset()
 
 
-def offset_from_vtimezone(zone: icalendar.Timezone, moment: datetime) -> timedelta:
+def offset_from_vtimezone(zone: icalendar.Component, moment: datetime) -> timedelta:
     """The offset the VTIMEZONE's observances put in force at `moment` (the latest onset before it)."""
     onsets = []
     for obs in zone.walk():
         if obs.name in ("STANDARD", "DAYLIGHT"):
             onset = obs.decoded("DTSTART").replace(tzinfo=timezone(obs.decoded("TZOFFSETFROM")))
             onsets.append((onset, obs.decoded("TZOFFSETTO")))
-    return max((o for o in onsets if o[0] <= moment), key=lambda o: o[0])[1]
+    offset: timedelta = max((o for o in onsets if o[0] <= moment), key=lambda o: o[0])[1]
+    return offset
 
 
 @pytest.mark.xfail(strict=True, reason="icalendar's Timezone.from_tzinfo starts DAYLIGHT at 03:00 "
@@ -348,7 +349,7 @@ def test_english(project: Path, run: Run) -> None:
     assert [a.text_content() for a in doc.iter("a") if "cal-add" in (a.get("class") or "")] == [
         f"Add to calendar: {title}" for title in TITLES]
     assert "Add to calendar: " in (out / f"{SLUG}.txt").read_text("utf-8")
-    assert icalendar.Calendar.from_ical((out / f"{SLUG}.ics").read_bytes())["PRODID"].endswith("//EN")
+    assert str(icalendar.Calendar.from_ical((out / f"{SLUG}.ics").read_bytes())["PRODID"]).endswith("//EN")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, Run
+from conftest import Run, SECRET, body
 from sendkit import write_list
 from smtp_server import Recorder, Server
 
@@ -84,7 +84,7 @@ def test_line_breaks_in_list_values_never_reach_the_wire(project: Path, run: Run
     lines = raw.split(b"\r\n")
     assert b"\r" not in b"".join(lines) and b"\n" not in b"".join(lines)
     assert b"." not in lines and not any(line.startswith(b"MAIL FROM") for line in lines)
-    text = email.message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()
+    text = body(email.message_from_bytes(raw, policy=policy.default), "plain")
     assert text.replace("\r\n", "\n") == "Hej Eva .  MAIL FROM:<x@evil.example>  DATA   Q[2JZ i Ek by!\n"
     monkeypatch.delenv("UTSKICK_SMTP_URL")
     assert run("send", "2026-12", "--list", "s", "--yes").exit_code == 0

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Run
 from receiver_support import PATH, SECRET, WAIT, Receiver, point_at, receiving
-from utskick import receiver, subscribers
+from utskick import addresses, receiver
 from utskick.signer import Signer
 
 PETTER = "petter.akesson@ekeby.example"
@@ -37,7 +37,7 @@ def server(folder: Path) -> Iterator[Receiver]:
 
 
 def token(address: str) -> str:
-    return Signer(SECRET.encode()).token(subscribers.normalise(address)[1])
+    return Signer(SECRET.encode()).token(addresses.normalise(address)[1])
 
 
 def suppressed(folder: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import lxml.html
 import PIL.Image
 import pytest
-from conftest import Run
+from conftest import Run, body
 
 from utskick.load import load_issue, load_project
 from utskick.message import MessageTemplate
@@ -58,7 +58,7 @@ def test_untitled_section_articles_are_h2(project: Path) -> None:
 def visible_text(a: lxml.html.HtmlElement) -> str:
     """A link's text without its hidden rest (the part only screen readers get)."""
     hidden = "".join(s.text_content() for s in a.find_class("hidden-text"))
-    return a.text_content().replace(hidden, "", 1) if hidden else a.text_content()
+    return str(a.text_content().replace(hidden, "", 1) if hidden else a.text_content())
 
 
 def test_read_more_links_name_their_article(project: Path) -> None:
@@ -161,11 +161,11 @@ def test_eml_structure_with_embedded_image(project: Path) -> None:
     kinds = [p.get_content_type() for p in related.iter_parts()]
     assert kinds[0] == "multipart/alternative" and kinds[1] == "image/png"
     image = list(related.iter_parts())[1]
-    html = msg.get_body(("html",)).get_content()
+    html = body(msg, "html")
     assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
     sent = PIL.Image.open(io.BytesIO(image.get_content()))  # the pipeline's copy, not the file itself
     assert sent.format == "PNG" and sent.size == PIL.Image.open(project / "issues" / "bilder" / "sjoutsikt.png").size
-    assert "Läs mer" in msg.get_body(("plain",)).get_content()
+    assert "Läs mer" in body(msg, "plain")
 
 
 def test_plain_issue_without_images_is_alternative_only(project: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from conftest import Run
+from conftest import Run, body
 
 SEEDS = sorted((Path(__file__).parent / "seeds").glob("*.yaml"))
 EXAMPLES = sorted((Path(__file__).parent.parent / "issues").glob("*.yaml"))
@@ -29,6 +29,6 @@ def test_check_and_build(project: Path, run: Run, source: Path) -> None:
     assert doc.findtext(".//h1")
     assert len(html.encode()) < 102 * 1024
     msg = email.message_from_bytes((project / "build" / f"{slug}.eml").read_bytes(), policy=policy.default)
-    text = msg.get_body(("plain",)).get_content()
+    text = body(msg, "plain")
     # Only a URL that is longer than a line by itself may stand past column 78.
     assert all(len(line) <= 78 or " " not in line.strip() for line in text.splitlines())

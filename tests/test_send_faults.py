@@ -291,3 +291,15 @@ def test_an_unresponsive_relay_stops_the_send_and_fails_nobody(project: Path, gr
     assert journal_states(project) == {"pending": 12}
     with Server(Recorder()) as server:
         assert send(smtp(server.url)).counts.sent == 12  # resumable
+
+
+def test_a_run_where_everyone_fails_says_so_and_exits_1(project: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_list(project, 3)
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("rate: 30/min", "rate: 500/s").replace("retries: 5", "retries: 0"), "utf-8")
+    with Server(Recorder(on_rcpt=lambda a: "452 4.2.2 Mailbox full")) as server:
+        monkeypatch.setenv("UTSKICK_SMTP_URL", server.url)
+        result = run("send", "2026-12", "--list", "stor", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "error: every recipient failed (3)" in result.output
+    assert journal_states(project) == {"failed": 3}

@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from utskick import signer
 from utskick.errors import Problem, UtskickError
 from utskick.load import Project, load_project
-from utskick.addresses import fast_normalise
+from utskick.addresses import fast_normalise, normalise
 from utskick.subscribers import (
     find,
     list_path,
     load_list,
     load_suppressed,
-    normalise,
     recipients,
     total,
 )

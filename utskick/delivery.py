@@ -112,7 +112,13 @@ class Outcome:
             return 128 + self.signal  # 130, 143, 129
         if isinstance(self.stopped, BudgetReached):
             return 75  # EX_TEMPFAIL: nothing is wrong; run the same command later
-        return 1 if self.stopped else 0
+        return 1 if self.stopped or self.all_failed else 0
+
+    @property
+    def all_failed(self) -> bool:
+        """Nobody got it and everyone failed: the run completed, but nothing worked."""
+        c = self.counts
+        return c.failed > 0 and c.sent == c.pending == c.uncertain == 0
 
 
 Progress = Callable[[Counts, int], None]
@@ -381,6 +387,8 @@ def _send(project: Project, template: MessageTemplate, transport: Transport, rec
             asyncio.run(_run(delivery, recipients))
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
+        if isinstance(delivery.stopped, BudgetReached) and delivery.stopped.code is None and budget is not None:
+            delivery.stopped = budget_reached(budget, delivery.counts)  # what is left once all have finished
         suppressed = suppress_bounced(project, journal)
         uncertain = [] if transport.idempotent else list(journal.rows("inflight"))
         return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain, delivery.signal)

@@ -363,6 +363,19 @@ def _inline(page: str) -> str:
     )
 
 
+def page_environment(project: Project) -> jinja2.Environment:
+    """The templates with every filter, for pages built from the theme outside an email
+    (`utskick publish`): images keep their src, so the caller links them where it puts them."""
+    env = _environment(project)
+    env.filters.update(_filters(project.settings, {}))
+    return env
+
+
+# For those pages too: a template's failure located, and CSS inlined as in the email.
+template_problem = _template_problem
+inline = _inline
+
+
 def render(project: Project, doc: Document[Issue]) -> Rendered:
     """Render and inline one issue; raises UtskickError when it cannot be sent as is."""
     settings, issue = project.settings, doc.model

@@ -24,6 +24,7 @@ from ..files import bundled, write_atomic
 from ..load import Document, Project, load_issue, load_project
 from ..message import MessageTemplate, personalise
 from ..model import Issue
+from ..publish import layout_problems as publish_layout
 from ..render import Rendered, render
 from ..subscribers import SAMPLE
 from .. import signer
@@ -92,6 +93,7 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     problems = list(rendered.problems) + signer.problems(project.state_dir) + schemas.stale_copies(project.root)
+    problems += publish_layout(project)
     if lists or doc.model.lists:
         problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
     report(problems)
@@ -284,5 +286,5 @@ def main() -> None:
 
 
 # The other commands register themselves on `cli` when imported.
-from . import list_commands, login, schema, sending, serve  # noqa: E402,F401
+from . import list_commands, login, publish, schema, sending, serve  # noqa: E402,F401
 from . import inbox  # noqa: E402,F401

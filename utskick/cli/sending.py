@@ -72,7 +72,8 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
 
     Re-running the same command resumes an interrupted or stopped send: nobody who was already
     sent the issue gets it again. Exit 0 when the run completed (see the summary for bounces),
-    1 when it stopped on an error, 130 on Ctrl-C. With unsubscribe.pull: true it first pulls
+    1 when it stopped on an error, 75 when the day's budget is reached (run it again later),
+    130/143/129 on Ctrl-C/SIGTERM/SIGHUP. With unsubscribe.pull: true it first pulls
     the one-click unsubscribes from `utskick serve`, and refuses to send when it cannot.
     """
     project = obj.project()
@@ -183,6 +184,9 @@ def _summary(outcome: delivery.Outcome) -> None:
         else:
             hint = f" ({e.hint})" if e.hint else ""
             click.echo(f"error: stopped: {what}{who}{hint}; fix it, then run the same command to resume", err=True)
+    if outcome.all_failed and outcome.stopped is None:
+        click.echo(f"error: every recipient failed ({outcome.counts.failed}): see `utskick status --report`; "
+                   "run the same command to try them again", err=True)
     if outcome.interrupted:
         click.echo(RESUME, err=True)
 
