@@ -286,4 +286,4 @@ def main() -> None:
 
 
 # The other commands register themselves on `cli` when imported.
-from . import doctor, list_commands, login, publish, schema, sending, serve  # noqa: E402,F401
+from . import doctor, inbox, list_commands, login, publish, schema, sending, serve  # noqa: E402,F401
