@@ -83,9 +83,13 @@ def test_the_morning_after_from_a_folder_of_eml_files(project: Path, run: Run, t
             "left alone 1") in result.output
     assert suppressed(project) == {ANNA: "bounced: 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found "
                                          "by SMTP address lookup", PETTER: "asked by mail"}
-    assert states(project)[ANNA] == ("bounced", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found "
-                                                "by SMTP address lookup")
+    assert states(project)[ANNA] == ("returned", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found "
+                                                 "by SMTP address lookup")
     assert states(project)[MARIA][0] == "sent"
+    status = run("status", "2026-12", "--report", "rapport.csv").output
+    assert "bounced 0 · failed 0 · uncertain 0 · remaining 0 · bounced after sending 1" in status, status
+    report = (project / "rapport.csv").read_text("utf-8")
+    assert f"{ANNA},bounced,1,550 5.1.10 RESOLVER.ADR.RecipientNotFound" in report
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # only read
 
     again = run("inbox", "--from", str(folder))
@@ -153,7 +157,7 @@ def test_whose_fault_a_failure_is(project: Path, run: Run, tmp_path: Path, statu
     result = run("inbox", "--from", str(write_folder(tmp_path / "export", [raw])))
     assert result.exit_code == 0 and outcome in result.output, result.output
     if outcome == "bounced 1":
-        assert suppressed(project)[ANNA].startswith(f"bounced: {diagnostic}") and states(project)[ANNA][0] == "bounced"
+        assert suppressed(project)[ANNA].startswith(f"bounced: {diagnostic}") and states(project)[ANNA][0] == "returned"
     else:
         assert suppressed(project) == {} and states(project)[ANNA][0] == "sent"
     if outcome == "needs a person 1":
@@ -457,3 +461,25 @@ def test_urls_that_cannot_be_used(url: str, expected: str) -> None:
 def test_a_folder_that_cannot_be_read(imap: Dovecot, project: Path, run: Run) -> None:
     result = run("inbox", "--folder", "Finns-inte")
     assert result.exit_code == 1 and "Finns-inte: cannot open the folder" in result.output
+
+
+def test_the_mail_apps_unsubscribe_button_unsubscribes_through_the_token_in_the_subject(project: Path, run: Run) -> None:
+    """What a mail app sends for List-Unsubscribe's mailto: the subject utskick put there."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    send(run)
+    (eml,) = [p for p in (Path("outbox") / "2026-12").glob("*.eml") if MARIA in p.name]
+    header = " ".join(str(message_from_bytes(eml.read_bytes())["List-Unsubscribe"]).split())
+    mailto = next(t.strip(" <>") for t in header.split(",") if t.strip(" <").startswith("mailto:"))
+    assert header.index("https://") < header.index("mailto:")  # the https link first: Gmail uses it
+    subject = parse_qs(urlsplit(mailto).query)["subject"][0]
+    assert subject == f"avregistrera {token(MARIA)}"
+    folder = project / "export"
+    folder.mkdir()
+    (folder / "knapp.eml").write_text(
+        f"From: Maria <{MARIA}>\r\nTo: {unquote(urlsplit(mailto).path)}\r\nSubject: {subject}\r\n"
+        "Message-ID: <knapp-1@lindas.example>\r\n\r\n", "utf-8")
+    result = run("inbox", "--from", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "unsubscribed 1" in result.output
+    assert MARIA in suppressed(project)

@@ -217,7 +217,10 @@ def test_headers_folded_encoded_and_parsable(project: Path) -> None:
     raw = MessageTemplate.of(rendered(project, "2026-10"), SIGNER).render(SAMPLE)
     lines = _headers(raw)
     assert max(len(line) for line in lines) <= 998
-    assert sum(len(line) > 78 for line in lines) == 0, [line for line in lines if len(line) > 78]
+    # 78 where a line can be folded (RFC 5322 2.1.1); only one unbreakable word, such as the
+    # List-Unsubscribe mailto with its token, may stand longer on a line of its own.
+    long = [line for line in lines if len(line) > 78]
+    assert all(" " not in line.strip() for line in long), long
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert msg["Subject"] == long_subject.strip()
     assert msg["From"].addresses[0].display_name == "Sjölandet, kansliet"

@@ -7,6 +7,7 @@ committed transaction, written around the SMTP transaction it describes:
                                                   --(4xx after data)----> pending (retried)
     pending --(5.1.x to RCPT)--> bounced          pending --(retries exhausted)--> failed
     bounced --(part of a streak of refusals: the relay, not the list)--> deferred (tried last)
+    sent --(a bounce report read by `utskick inbox`)--> returned
 
 A row left `inflight` by a crash is the one honest gap ("uncertain"): the message may or may
 not have been accepted. WAL with synchronous=NORMAL keeps every commit across a process crash;
@@ -31,7 +32,8 @@ from typing import Iterator, Literal
 from .errors import Problem, UtskickError
 from .replies import refused_address
 
-State = Literal["pending", "deferred", "inflight", "sent", "bounced", "failed"]
+State = Literal["pending", "deferred", "inflight", "sent", "bounced", "returned", "failed"]
+"""`bounced`: refused while sending; `returned`: accepted, then a bounce report came back (inbox)."""
 DB_NAME = "utskick.db"
 VERSION = 2
 BUSY_TIMEOUT = 30.0
@@ -137,10 +139,13 @@ class Row:
         return shown(self.state)
 
 
+COUNTED = {"inflight": "uncertain", "deferred": "pending"}
+
+
 def shown(state: str) -> str:
     """What an editor reads: an `inflight` row outside a running send is 'uncertain'; a deferred
-    one is still to send."""
-    return {"inflight": "uncertain", "deferred": "pending"}.get(state, state)
+    one is still to send; one whose bounce report came back later is bounced all the same."""
+    return "bounced" if state == "returned" else COUNTED.get(state, state)
 
 
 @dataclass
@@ -148,16 +153,18 @@ class Counts:
     sent: int = 0
     bounced: int = 0
     failed: int = 0
+    returned: int = 0
     uncertain: int = 0
     pending: int = 0
 
     @property
     def total(self) -> int:
-        return self.sent + self.bounced + self.failed + self.uncertain + self.pending
+        return self.sent + self.bounced + self.failed + self.uncertain + self.pending + self.returned
 
     def add(self, state: str, n: int = 1) -> None:
-        """Count `n` more (or fewer) rows in `state`, inflight counted as uncertain."""
-        name = shown(state)
+        """Count `n` more (or fewer) rows in `state`, inflight counted as uncertain; bounced after
+        sending (returned) apart from refused while sending."""
+        name = COUNTED.get(state, state)
         setattr(self, name, getattr(self, name) + n)
 
 

@@ -38,10 +38,9 @@ def unsubscribe_url(settings: Settings, token: str) -> str | None:
     return url.replace("{token}", token) if url else None
 
 
-def field_values(rendered: Rendered, subscriber: Subscriber, signer: Signer) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link,
-    signed here, so no link can be built without its token."""
-    unsub = unsubscribe_url(rendered.settings, signer.token(subscriber.key))
+def field_values(rendered: Rendered, subscriber: Subscriber, token: str) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """One recipient's marker values: plain for the text, HTML-escaped for the html; the link."""
+    unsub = unsubscribe_url(rendered.settings, token)
     plain = {f: one_line(subscriber.field(f) or "") for f in rendered.fields}
     plain[UNSUB] = unsub or ""
     escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
@@ -50,7 +49,7 @@ def field_values(rendered: Rendered, subscriber: Subscriber, signer: Signer) -> 
 
 def personalise(rendered: Rendered, subscriber: Subscriber, signer: Signer) -> Personalised:
     """The one path from a rendered issue to one recipient's html and text (build, send, preview)."""
-    plain, escaped, unsub = field_values(rendered, subscriber, signer)
+    plain, escaped, unsub = field_values(rendered, subscriber, signer.token(subscriber.key))
     return Personalised(rendered.html.fill(escaped), rendered.text.fill(plain), unsub)
 
 
@@ -201,6 +200,8 @@ class MessageTemplate:
 
     rendered: Rendered
     signer: Signer
+    from_: Sender
+    """Worked out once: per message it would parse the settings' From address again."""
     fixed_headers: bytes
     skeleton: tuple[bytes, bytes, bytes]
     """The MIME structure around the text and html bodies, attachments encoded once."""
@@ -225,15 +226,19 @@ class MessageTemplate:
         # per-recipient piece is one_line() text, quoted-printable, so it is dot-safe too.
         if not all(_dot_safe(b) for b in (headers.encode(), before, between, after, *text.parts, *html.parts)):
             raise ValueError("the message skeleton is not CRLF and dot-safe: a bug in utskick, please report it")
-        return cls(rendered, signer, headers.encode(), (before, between, after), text, html)
+        return cls(rendered, signer, sender, headers.encode(), (before, between, after), text, html)
 
-    def list_unsubscribe(self, unsubscribe_url: str | None) -> list[tuple[str, str]]:
-        """RFC 2369 / RFC 8058 headers: one-click only when there is an https link to post to."""
+    def list_unsubscribe(self, unsubscribe_url: str | None, token: str) -> list[tuple[str, str]]:
+        """RFC 2369 / RFC 8058 headers: the https link first (Gmail uses the first), one-click only
+        when there is an https link to post to; the mailto carries the token in its subject, so
+        `utskick inbox` knows whose request it is (the visible footer keeps a plain subject)."""
         targets = []
         if unsubscribe_url:
             targets.append(f"<{unsubscribe_url}>")
-        if self.rendered.settings.unsubscribe.mailto:
-            targets.append(f"<mailto:{ascii_form(self.rendered.settings.unsubscribe.mailto)}?subject=unsubscribe>")
+        mailto = self.rendered.settings.unsubscribe.mailto
+        if mailto:
+            word = "avregistrera" if self.rendered.settings.language == "sv" else "unsubscribe"
+            targets.append(f"<mailto:{ascii_form(mailto)}?subject={word}%20{token}>")
         out = [("List-Unsubscribe", ", ".join(targets))]
         if unsubscribe_url and unsubscribe_url.lower().startswith("https://"):
             out.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
@@ -241,20 +246,21 @@ class MessageTemplate:
 
     @property
     def sender(self) -> str:
-        return self.rendered.settings.sender.address
+        return self.from_.address
 
     def message_id(self, subscriber: Subscriber) -> str:
         """The same on every build, retry and resume: bounce reports are matched by it."""
-        return self.signer.message_id(self.rendered.slug, subscriber.key, self.rendered.settings.sender.domain)
+        return self.signer.message_id(self.rendered.slug, subscriber.key, self.from_.domain)
 
     def render(self, subscriber: Subscriber) -> bytes:
         """The complete RFC 5322 message for one recipient: the html and text `personalise`
         gives, CRLF line endings and no line starting with '.', so SMTP sends it unchanged."""
-        plain, escaped, unsub = field_values(self.rendered, subscriber, self.signer)
+        token = self.signer.token(subscriber.key)
+        plain, escaped, unsub = field_values(self.rendered, subscriber, token)
         head = _header("To", _mailbox(one_line(subscriber.name), one_line(subscriber.email)))
         head += _header("Date", formatdate(localtime=True))
         head += _header("Message-ID", self.message_id(subscriber))
-        for k, v in self.list_unsubscribe(unsub):
+        for k, v in self.list_unsubscribe(unsub, token):
             head += _fold(f"{k}: {v}").encode() + CRLF
         before, between, after = self.skeleton
         return b"".join((head, self.fixed_headers, before, self.text.fill(plain), between,

@@ -82,12 +82,12 @@ class JournalLedger:
         return Sent(found[0], found[1], found[2].key, found[2].email) if found else None
 
     def by_recipient(self, key: str) -> Sent | None:
-        r = self.db.execute("SELECT issue, transport, key, email FROM delivery WHERE key=? AND state IN ('sent', 'bounced')"
+        r = self.db.execute("SELECT issue, transport, key, email FROM delivery WHERE key=? AND state IN ('sent', 'returned')"
                             " AND message_id != '' ORDER BY issue DESC LIMIT 1", (key,)).fetchone()
         return Sent(*r) if r else None
 
     def bounce(self, sent: Sent, diagnostic: str) -> None:
-        Journal(self.db, sent.issue, sent.transport).done(sent.key, "bounced", diagnostic)
+        Journal(self.db, sent.issue, sent.transport).done(sent.key, "returned", diagnostic)
 
     def soft(self, sent: Sent, diagnostic: str) -> None:
         row = Journal(self.db, sent.issue, sent.transport).get(sent.key)

@@ -32,6 +32,7 @@ from . import Context, cli, guarded, load_rendered, report
 def summary_line(counts: Counts, gone: int = 0) -> str:
     return (f"sent {counts.sent} · bounced {counts.bounced} · failed {counts.failed} · "
             f"uncertain {counts.uncertain} · remaining {counts.pending}"
+            + (f" · bounced after sending {counts.returned}" if counts.returned else "")
             + (f" · no longer on the lists {gone}" if gone else ""))
 
 
