@@ -15,6 +15,7 @@ they go out unchanged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import os
 import re
@@ -29,7 +30,7 @@ import aiosmtplib
 
 from . import replies
 from .addresses import ascii_form
-from .errors import Problem, UtskickError
+from .errors import Problem, UtskickError, display_path
 from .files import write_atomic
 from .oauth import TOKEN_REFUSED, TokenSource
 
@@ -343,6 +344,19 @@ def _cause(e: BaseException) -> str:
 # --- Outbox -------------------------------------------------------------------------------------
 
 SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9@._+-]")
+NAME_PART = 100
+"""Characters of the address in an outbox file name: an address may be 254 characters long, and
+most file systems take 255 bytes a name, Windows 260 characters a whole path."""
+
+
+def outbox_name(seq: int, recipient: str) -> str:
+    """`NNNNN-<address>.eml`; a long address is cut and a hash of all of it added, so the name
+    stays short enough for every file system and still differs for every address."""
+    safe = SAFE_NAME_RE.sub("_", recipient)
+    if len(safe) > NAME_PART:
+        digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
+        safe = f"{safe[:NAME_PART - 17]}-{digest}"
+    return f"{seq:05d}-{safe}.eml"
 
 
 class OutboxConnection:
@@ -350,12 +364,14 @@ class OutboxConnection:
         self.folder = folder
 
     async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
-        path = self.folder / f"{seq:05d}-{SAFE_NAME_RE.sub('_', recipient)}.eml"
+        path = self.folder / outbox_name(seq, recipient)
         committing()
         try:
-            write_atomic(path, message)
-        except OSError as e:
-            raise Fatal(f"cannot write {path}: {e.strerror or e}", recipient=recipient) from None
+            # The messages hold personal data: 0600, in folders only their owner can enter.
+            write_atomic(path, message, private=True)
+        except UtskickError as e:
+            raise Fatal("; ".join(f"{display_path(p.file or path)}: {p.message}" for p in e.problems),
+                        recipient=recipient) from None
         return f"written {path.name}"
 
     async def close(self) -> None:

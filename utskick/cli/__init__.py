@@ -7,6 +7,7 @@ in `list_commands`, sending and its status in `sending`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def fail(problems: list[Problem]) -> NoReturn:
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Our errors become located messages and exit 1; Ctrl-C exits 130; never a traceback."""
+    """Our errors, and any file system error, become located messages and exit 1; Ctrl-C exits
+    130; never a traceback."""
     import functools
 
     @functools.wraps(fn)
@@ -58,6 +60,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as e:  # the last net: the file system failed where nothing else looked
+            fail([Problem(e.strerror or str(e), Path(os.fsdecode(e.filename)) if e.filename else None)])
 
     return wrapper
 

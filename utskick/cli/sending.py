@@ -250,5 +250,5 @@ def status(obj: Context, issue: str, report: Path | None) -> None:
             for row in journal.rows():
                 writer.writerow([kind, row.email, row.shown_state, row.attempts, row.reply, row.updated])
     if report is not None:
-        write_atomic(report, out.getvalue())
+        write_atomic(report, out.getvalue(), private=True)  # addresses: personal data
         click.echo(f"wrote {display_path(report)}")
