@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -30,6 +29,7 @@ import aiosmtplib
 
 from . import replies
 from .addresses import ascii_form
+from .environment import variable
 from .errors import Problem, UtskickError, display_path
 from .files import write_atomic
 from .oauth import TOKEN_REFUSED, TokenSource
@@ -150,7 +150,7 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     except ValueError:
         if "@" in url:
             raise unreadable from None
-        raise bad("the port must be a number from 0 to 65535") from None
+        raise bad("the port must be a number from 1 to 65535") from None
     if parts.fragment or parts.path not in ("", "/") or "@" in parts.query:
         raise unreadable
     scheme = parts.scheme.lower()
@@ -159,7 +159,10 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     host = parts.hostname
     if not host:
         raise bad("has no host name (smtp://user@host:587)")
-    query = parse_qs(parts.query)
+    if port == 0:
+        raise bad("the port must be a number from 1 to 65535")
+    # Blank values kept: '?starttls' without '=require' must not quietly mean plain SMTP.
+    query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"starttls", "auth"}
     if unknown:
         raise bad("unknown option after '?' (the options are ?starttls=require and ?auth=xoauth2, joined by &)")
@@ -438,13 +441,13 @@ def from_environment(outbox: Path, sender: str,
 
     With ?auth=xoauth2, `tokens(mailbox)` gives where the tokens come from (see `oauth.for_purpose`).
     """
-    url = os.environ.get("UTSKICK_SMTP_URL", "").strip()
-    if not url:
+    url = variable("UTSKICK_SMTP_URL")
+    if url is None:
         return OutboxTransport(outbox)
-    settings = parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None)
+    settings = parse_smtp_url(url, variable("UTSKICK_SMTP_PASSWORD"))
     source = tokens(settings.username or "") if settings.xoauth2 and tokens is not None else None
     if settings.xoauth2 and source is None:
         raise UtskickError(Problem("UTSKICK_SMTP_URL: ?auth=xoauth2 needs a token: set UTSKICK_SMTP_TOKEN_COMMAND, "
                                    "or sending.oauth in the settings (see README: Microsoft 365)"))
-    cafile = os.environ.get("UTSKICK_SMTP_CAFILE", "").strip()
-    return SmtpTransport(settings, sender, tls_context=trusting(cafile) if cafile else None, tokens=source)
+    cafile = variable("UTSKICK_SMTP_CAFILE")
+    return SmtpTransport(settings, sender, tls_context=trusting(cafile.strip()) if cafile else None, tokens=source)
