@@ -128,3 +128,17 @@ def test_lists_shows_file_names_with_brackets(project: Path, run: Run) -> None:
     result = run("lists")
     assert result.exit_code == 0, result.output
     assert "[styrelse]" in result.output
+
+
+@pytest.mark.parametrize("name", ["...yaml", "nr 12.yaml", "a#b.yaml", "a?b.yaml", "nul.yaml", "-x.yaml", "åre.yaml"])
+def test_an_issue_file_name_that_cannot_be_a_slug_is_located(project: Path, run: Run, name: str) -> None:
+    good = (project / "issues" / "2026-12.yaml").read_text("utf-8")
+    path = project / "issues" / name
+    path.write_text(good, "utf-8")
+    for args in (("check", str(path)), ("build", str(path)), ("send", str(path), "--yes"), ("status", str(path))):
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"issues/{name}: error: the file name " in result.stderr, (args, result.output)
+    assert not (project / "outbox").exists() and not (project / "build").exists()
+    result = run("new", "--", name.removesuffix(".yaml"))
+    assert result.exit_code == 1 and "error: the file name" in result.stderr, result.output

@@ -22,7 +22,7 @@ from .. import schema as schemas
 from .. import subscribers as subs
 from ..errors import Problem, UtskickError, display_path
 from ..files import bundled, write_atomic
-from ..load import Document, Project, load_issue, load_project
+from ..load import Document, Project, load_issue, load_project, slug_of
 from ..message import MessageTemplate, personalise
 from ..model import Issue
 from ..render import Rendered, render
@@ -226,6 +226,7 @@ def new(obj: Context, slug: str | None) -> None:
     today = Date.today()
     slug = slug or today.strftime("%Y-%m")
     target = project.issues_dir / f"{slug}.yaml"
+    slug_of(target)
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
     previous: dict[str, Any] = {}

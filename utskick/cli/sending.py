@@ -19,10 +19,10 @@ from ..errors import Problem, UtskickError, display_path
 from ..csvfile import format_row
 from ..files import write_atomic
 from ..journal import Counts, Journal
-from ..load import Project
+from ..load import Project, slug_of
 from ..message import MessageTemplate
 from ..oauth import SMTP, TokenSource, for_purpose
-from ..render import Rendered, slug_of
+from ..render import Rendered
 from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
 
