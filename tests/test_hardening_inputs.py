@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import codecs
 import csv
+import http.client
 import io
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from conftest import Run, token
 
 from utskick.errors import UtskickError
+from utskick import signer
+from utskick.preview import Preview, local_host, serving
+from utskick.subscribers import SAMPLE
 from utskick.transport import parse_smtp_url
 
 FORMULA = "=cmd|'/Ccalc'!A0@example.org"
@@ -142,3 +147,23 @@ def test_an_issue_file_name_that_cannot_be_a_slug_is_located(project: Path, run:
     assert not (project / "outbox").exists() and not (project / "build").exists()
     result = run("new", "--", name.removesuffix(".yaml"))
     assert result.exit_code == 1 and "error: the file name" in result.stderr, result.output
+
+
+def test_the_preview_host_check_takes_a_host_without_port_on_port_80() -> None:
+    assert local_host("127.0.0.1", 80) and local_host("localhost", 80) and local_host("127.0.0.1:80", 80)
+    assert local_host("localhost:8000", 8000) and not local_host("localhost", 8000)
+    assert not local_host("evil.example", 80) and not local_host(None, 80) and not local_host("127.0.0.1:8000", 80)
+
+
+def test_preview_on_port_80_answers_the_browser(project: Path) -> None:
+    preview = Preview(project / "newsletter.yaml", project / "issues" / "2026-12.yaml", SAMPLE, signer.sample())
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(serving(preview, 80))
+        except UtskickError:
+            pytest.skip("port 80 cannot be bound here")
+        for host, status in (("127.0.0.1", 200), ("localhost", 200), ("evil.example", 403)):
+            connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+            connection.request("GET", "/", headers={"Host": host})
+            assert connection.getresponse().status == status, host
+            connection.close()
