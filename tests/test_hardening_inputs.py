@@ -6,6 +6,7 @@ import codecs
 import csv
 import http.client
 import io
+import re
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -167,3 +168,11 @@ def test_preview_on_port_80_answers_the_browser(project: Path) -> None:
             connection.request("GET", "/", headers={"Host": host})
             assert connection.getresponse().status == status, host
             connection.close()
+
+
+def test_an_unsubscribe_url_without_its_token_is_located(project: Path, run: Run) -> None:
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text("utf-8").replace("avregistrera?token={token}", "avregistrera"), "utf-8")
+    result = run("check", "2026-12")
+    assert result.exit_code == 1
+    assert re.search(r"newsletter.yaml:\d+:\d+: error: unsubscribe.url: .*\{token\}", result.stderr), result.stderr

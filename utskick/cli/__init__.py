@@ -275,6 +275,7 @@ def preview(obj: Context, issue: str, port: int, open_browser: bool, address: st
             threading.Event().wait()
         except KeyboardInterrupt:
             click.echo("stopped")
+            sys.exit(130)  # as every command stopped by Ctrl-C (README: Exit codes)
 
 def report(problems: list[Problem]) -> None:
     """Warnings are printed and pass; any error fails the command with a count."""
