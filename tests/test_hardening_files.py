@@ -67,6 +67,8 @@ def test_outbox_messages_and_report_are_private(project: Path, run: Run, tmp_pat
     for folder in (project / "outbox", project / "outbox" / "2026-12", tmp_path / "new", report.parent):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert stat.S_IMODE((project / ".utskick" / "utskick.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((project / ".utskick").stat().st_mode) == 0o700
     # build output is published on a web server: it keeps the usual modes.
     assert stat.S_IMODE((project / "build").stat().st_mode) == 0o755
     assert stat.S_IMODE((project / "build" / "2026-12.html").stat().st_mode) == 0o644
@@ -97,7 +99,8 @@ def test_the_secret_that_cannot_be_created_is_a_located_error(project: Path, run
     (project / ".utskick").write_text("a file where the state folder goes", "utf-8")
     result = run("send", "2026-12", "--yes")
     assert result.exit_code == 1
-    assert ".utskick/secret: error: cannot read or create the secret: " in result.stderr, result.output
+    assert ".utskick: error: is a file, not a folder" in result.stderr, result.output
+    assert "Traceback" not in result.output
 
 
 def _spoil(project: Path, how: str) -> None:

@@ -108,8 +108,9 @@ def bundled(package: str, source: Path, probe: str) -> Path:
 @contextmanager
 def locked(path: Path, wait: bool = True) -> Iterator[bool]:
     """An exclusive lock on `path` across processes; yields False when `wait` is False and
-    another process holds it. fcntl on POSIX, msvcrt on Windows, where many editors work."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    another process holds it. fcntl on POSIX, msvcrt on Windows, where many editors work. A
+    folder made for the lock is 0700: locks guard the secret, the journal and the lists."""
+    make_folders(path.parent, 0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
