@@ -157,7 +157,7 @@ def test_command_prints_url_serves_and_stops_on_ctrl_c(project: Path) -> None:
         out, err = proc.communicate(timeout=WAIT)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err
     assert "stopped" in out and "Traceback" not in err
 
 

@@ -25,15 +25,16 @@ UTF8_IN_CP1252 = re.compile(rb"\xc3[\x80-\xbf]")
 QUOTED = re.compile(r'"[^"]*"')
 
 
-def decode(data: bytes, path: Path) -> tuple[str, bool]:
-    """The text and whether it began with a UTF-8 BOM (kept when we write the file back)."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16"), False
-        except UnicodeDecodeError:
-            raise UtskickError(Problem("not valid UTF-16 text (save it as CSV UTF-8)", path)) from None
+def decode(data: bytes, path: Path) -> tuple[str, str]:
+    """The text and its encoding (`Table.encode` writes the file back in it)."""
+    for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(encoding), encoding
+            except UnicodeDecodeError:
+                raise UtskickError(Problem("not valid UTF-16 text (save it as CSV UTF-8)", path)) from None
     try:
-        return data.decode("utf-8-sig"), data.startswith(codecs.BOM_UTF8)
+        return data.decode("utf-8-sig"), "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         if UTF8_IN_CP1252.search(data):
@@ -42,12 +43,30 @@ def decode(data: bytes, path: Path) -> tuple[str, bool]:
                         "(save the file as CSV UTF-8)", path, line)
             ) from None
     try:
-        return data.decode("cp1252"), False
+        return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise UtskickError(
             Problem("neither UTF-8 nor Windows-1252 text (save the file as CSV UTF-8)", path, line)
         ) from None
+
+
+def encode(text: str, encoding: str) -> bytes:
+    """`text` in a file's own encoding, so Excel opens it as before: UTF-16 and UTF-8 keep their
+    byte order mark. UTF-8 without one gets one once the text is more than ASCII, and text that
+    Windows-1252 cannot hold becomes UTF-8 with a BOM: Excel reads UTF-8 without a BOM as
+    Windows-1252 and would show å, ä, ö mangled."""
+    if encoding.startswith("utf-16"):
+        bom = codecs.BOM_UTF16_LE if encoding == "utf-16-le" else codecs.BOM_UTF16_BE
+        return bom + text.encode(encoding)
+    if encoding == "cp1252":
+        try:
+            return text.encode("cp1252")
+        except UnicodeEncodeError:
+            pass
+    elif encoding == "utf-8" and text.isascii():
+        return text.encode("ascii")
+    return codecs.BOM_UTF8 + text.encode("utf-8")
 
 
 def sniff(line: str) -> str:
@@ -102,7 +121,7 @@ class Table:
     header: list[str]
     delimiter: str
     newline: str
-    bom: bool
+    encoding: str
     _lines: _Lines
 
     def column(self, names: Collection[str]) -> int | None:
@@ -111,6 +130,10 @@ class Table:
     def text(self) -> str:
         """The whole decoded file, to write it back with rows added."""
         return "".join(self._lines.lines)
+
+    def encode(self, text: str) -> bytes:
+        """`text` (the file with rows added) as bytes in this file's encoding."""
+        return encode(text, self.encoding)
 
     def __iter__(self) -> Iterator[Row]:
         src = self._lines
@@ -140,24 +163,45 @@ def read_table(path: Path, data: bytes | None = None) -> Table:
     """Open a CSV file; an empty file has an empty header. Raises only for unreadable files."""
     if data is None:
         data = read_bytes(path)
-    text, bom = decode(data, path)
+    text, encoding = decode(data, path)
     lines = io.StringIO(text, newline="").readlines()
     src = _Lines(lines)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     while src.pos < len(lines) and not lines[src.pos].strip():
         src.pos += 1
     if src.pos == len(lines):
-        return Table(path, [], ",", newline, bom, src)
+        return Table(path, [], ",", newline, encoding, src)
     delimiter = sniff(lines[src.pos])
     first = src.pos + 1
-    header = next(csv.reader(src, delimiter=delimiter), [])
+    try:
+        header = next(csv.reader(src, delimiter=delimiter), [])
+    except csv.Error as e:  # a field over the csv module's limit (128 KiB), a NUL byte
+        raise UtskickError(Problem(f"cannot read the header row ({e})", path, first)) from None
     if src.pos > first:
         raise UtskickError(Problem("the header row has a quote (\") that is not closed", path, first))
-    return Table(path, [h.strip().lower() for h in header], delimiter, newline, bom, src)
+    return Table(path, [h.strip().lower() for h in header], delimiter, newline, encoding, src)
 
 
-def format_row(cells: list[str], delimiter: str, newline: str) -> str:
-    """One row as `csv` would quote it for this file's delimiter and line ending."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What makes Excel (and LibreOffice) read a cell as a formula: `=cmd|'/Ccalc'!A0` would run."""
+
+
+def excel_cell(value: str) -> str:
+    """A cell as utskick writes it into a CSV meant for Excel: one that could start a formula
+    gets a leading `'` (OWASP's CSV injection advice), as does one that starts with `'` itself,
+    so that `read_cell` gives back exactly what was written."""
+    return f"'{value}" if value.startswith((*FORMULA_START, "'")) else value
+
+
+def read_cell(value: str) -> str:
+    """A cell of a CSV file utskick wrote (`unsubscribed.csv`, a `--report`): `excel_cell`
+    undone, since a valid address may start with - + or =."""
+    return value[1:] if value.startswith("'") and value[1:].startswith((*FORMULA_START, "'")) else value
+
+
+def format_row(cells: list[str], delimiter: str = ",", newline: str = "\n") -> str:
+    """One row for Excel, as `csv` would quote it for this delimiter and line ending, every
+    cell through `excel_cell`: the one place utskick writes CSV."""
     out = io.StringIO()
-    csv.writer(out, delimiter=delimiter, lineterminator=newline).writerow(cells)
+    csv.writer(out, delimiter=delimiter, lineterminator=newline).writerow([excel_cell(c) for c in cells])
     return out.getvalue()

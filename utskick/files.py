@@ -33,29 +33,38 @@ def _umask() -> int:
 UMASK = _umask()
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int | None = None, private: bool = False) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it.
 
     mkstemp makes the file 0600: it gets `mode`, else the mode the file had, else the usual mode
-    of a new file (build/ output is published on a web server). Only a regular file is ever
-    replaced: renaming over a symlink or a device (`--report /dev/full` as root) would destroy it.
+    of a new file (build/ output is published on a web server). `private` is for personal data
+    (outbox messages, reports): a new file is 0600 and the folders made for it 0700. Only a
+    regular file is ever replaced: renaming over a symlink or a device (`--report /dev/full` as
+    root) would destroy it. Any failure of the file system (a full disk, no permission, a file
+    where a folder should be) is a located error naming `path`, for every command alike.
     """
     try:
+        _write(path, data.encode("utf-8") if isinstance(data, str) else data, mode, private)
+    except OSError as e:
+        raise UtskickError(Problem(f"cannot write: {e.strerror or e}", path)) from None
+
+
+def _write(path: Path, raw: bytes, mode: int | None, private: bool) -> None:
+    try:
         existing = path.lstat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: make_folders says which
         existing = None
     if existing is not None and not stat.S_ISREG(existing):
         what = "a symbolic link" if stat.S_ISLNK(existing) else "a folder" if stat.S_ISDIR(existing) else "a device or special file"
         raise UtskickError(Problem(f"is {what}, not a regular file: not replacing it; choose another path", path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    make_folders(path.parent, 0o700 if private else 0o777)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if mode is None:
             try:
                 mode = path.stat().st_mode & 0o777
             except FileNotFoundError:
-                mode = 0o666 & ~UMASK
+                mode = 0o600 if private else 0o666 & ~UMASK
         os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
@@ -65,6 +74,21 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_folders(folder: Path, mode: int = 0o777) -> None:
+    """`folder` and any missing parents, each made with `mode` (less the umask); pathlib's
+    `mkdir(mode, parents=True)` makes the parents with the default mode instead."""
+    missing: list[Path] = []
+    while not folder.is_dir():
+        if os.path.lexists(folder):
+            raise UtskickError(Problem("is a file, not a folder: cannot write into it; choose another path", folder))
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for f in reversed(missing):
+        f.mkdir(mode=mode, exist_ok=True)
 
 
 def bundled(package: str, source: Path, probe: str) -> Path:
@@ -84,8 +108,9 @@ def bundled(package: str, source: Path, probe: str) -> Path:
 @contextmanager
 def locked(path: Path, wait: bool = True) -> Iterator[bool]:
     """An exclusive lock on `path` across processes; yields False when `wait` is False and
-    another process holds it. fcntl on POSIX, msvcrt on Windows, where many editors work."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    another process holds it. fcntl on POSIX, msvcrt on Windows, where many editors work. A
+    folder made for the lock is 0700: locks guard the secret, the journal and the lists."""
+    make_folders(path.parent, 0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

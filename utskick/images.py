@@ -22,7 +22,7 @@ from urllib.parse import quote, urljoin
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
-from .errors import display_path
+from .errors import UtskickError, display_path
 from .files import write_atomic
 from .model import Image as ImageField
 from .model import Logo, Settings
@@ -336,7 +336,8 @@ def _cached(cache: Path, key: str, fmt: str) -> tuple[bytes, tuple[int, int]] | 
 def _store(cache: Path, key: str, fmt: str, data: bytes, size: tuple[int, int]) -> None:
     """The image first, its size last: a size file means a complete entry."""
     try:
-        write_atomic(cache / f"{key}{EXTENSION[fmt]}", data)
-        write_atomic(cache / f"{key}.json", json.dumps({"width": size[0], "height": size[1]}))
-    except OSError:
+        # Inside .utskick/, which holds the journal and the secret: created private like them.
+        write_atomic(cache / f"{key}{EXTENSION[fmt]}", data, private=True)
+        write_atomic(cache / f"{key}.json", json.dumps({"width": size[0], "height": size[1]}), private=True)
+    except (OSError, UtskickError):
         pass  # a read-only project still renders, only without the speed-up

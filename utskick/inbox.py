@@ -10,7 +10,6 @@ about it, is decided elsewhere (`reports`, `returned`).
 from __future__ import annotations
 
 import mailbox
-import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from .environment import variable
 from .errors import Problem, UtskickError, display_path
 from .files import read_bytes
 
@@ -165,7 +165,7 @@ def _account(url: str, password: str | None) -> ImapAccount:
 
 def tls_context() -> ssl.SSLContext:
     """The system's CAs, or UTSKICK_IMAP_CAFILE's (an internal CA or a self-signed server): always verified."""
-    cafile = os.environ.get("UTSKICK_IMAP_CAFILE", "").strip()
+    cafile = (variable("UTSKICK_IMAP_CAFILE") or "").strip()
     try:
         return ssl.create_default_context(cafile=cafile or None)
     except (OSError, ssl.SSLError) as e:
@@ -323,8 +323,8 @@ def imap_folders(accounts: Sequence[ImapAccount], tokens: Tokens, readonly: bool
 
 def from_environment() -> list[ImapAccount]:
     """UTSKICK_IMAP_URL, with UTSKICK_IMAP_PASSWORD (tokens for ?auth=xoauth2 come from `oauth`)."""
-    url = os.environ.get("UTSKICK_IMAP_URL", "").strip()
+    url = (variable("UTSKICK_IMAP_URL") or "").strip()
     if not url:
         raise UtskickError(Problem("UTSKICK_IMAP_URL is not set: say which mailbox to read "
                                    "(imaps://user%40domain@host/INBOX), or read exported mail with --from PATH"))
-    return parse_imap_urls(url, os.environ.get("UTSKICK_IMAP_PASSWORD") or None)
+    return parse_imap_urls(url, variable("UTSKICK_IMAP_PASSWORD"))

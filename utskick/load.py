@@ -282,5 +282,24 @@ def load_project(config: Path | None = None) -> Project:
     return Project(parse(path, Settings))
 
 
+SLUG_RE = re.compile(r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}(?<!\.)", re.IGNORECASE)
+# Names Windows keeps for devices, whatever follows them after a dot: outbox/nul/ cannot exist there.
+WINDOWS_DEVICES = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+
+
+def slug_of(path: Path) -> str:
+    """An issue's slug: its file name without the extension, which becomes part of links (the web
+    version, the .ics files), of the outbox's folder and of every Message-ID. So only what a
+    URL and every file system take: letters a-z, digits, '.', '_' and '-', no '..'."""
+    slug = path.stem
+    if not SLUG_RE.fullmatch(slug) or WINDOWS_DEVICES.fullmatch(slug):
+        raise UtskickError(Problem(
+            f"the file name {slug!r} cannot be an issue's name (its slug): it goes into links and file names, so use "
+            "only letters a-z, digits, '.', '_' and '-', starting with a letter or digit, without '..', "
+            "at most 100 characters (such as 2026-12.yaml)", path))
+    return slug
+
+
 def load_issue(path: Path) -> Document[Issue]:
+    slug_of(path)
     return parse(path, Issue)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .environment import variable
 from .errors import Problem, UtskickError, display_path
 from .files import write_atomic
 from .model import OAuth
@@ -316,9 +317,9 @@ def _certificate(oauth: OAuth, project: Project) -> dict[str, str]:
 def for_purpose(purpose: Purpose, project: Project, username: str | None,
                 environ: Mapping[str, str] = os.environ) -> TokenSource | None:
     """The token command when its variable is set, else `sending.oauth`, else None."""
-    line = environ.get(purpose.command_variable, "").strip()
-    if line:
-        return command_source(purpose.command_variable, line)
+    line = variable(purpose.command_variable, environ)
+    if line is not None:
+        return command_source(purpose.command_variable, line.strip())
     oauth = project.settings.sending.oauth
     if oauth is None:
         return None
@@ -328,7 +329,7 @@ def for_purpose(purpose: Purpose, project: Project, username: str | None,
     if oauth.client_certificate is not None:
         credential = _certificate(oauth, project)
     else:
-        credential = environ.get(SECRET_VARIABLE, "")
+        credential = variable(SECRET_VARIABLE, environ) or ""
         if not credential:
             raise UtskickError(project.settings_doc.problem(
                 ("sending", "oauth", "flow", ""),

@@ -216,14 +216,19 @@ def page(preview: Preview, view: View) -> bytes:
     ).encode()
 
 
+def local_host(host: str | None, port: int) -> bool:
+    """Whether a Host header names this preview; on port 80 a browser leaves the port out."""
+    names = ("127.0.0.1", "localhost")
+    return host in {f"{n}:{port}" for n in names} | (set(names) if port == 80 else set())
+
+
 class Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         view = self.server.preview.view
         path = self.path.split("?", 1)[0]
-        port = self.server.server_address[1]
-        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        if not local_host(self.headers.get("Host"), self.server.server_address[1]):
             # Binding to loopback does not stop DNS rebinding: a web page the editor visits could
             # otherwise read the preview, with a real subscriber's name and token under --as.
             self.send_error(HTTPStatus.FORBIDDEN)

@@ -28,7 +28,7 @@ from . import calendar, images, markdown
 from .images import Picture
 from .errors import Problem, UtskickError
 from .files import bundled
-from .load import Document, Project
+from .load import Document, Project, slug_of
 from .model import Event, Image, Issue, Logo, Settings
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -158,10 +158,6 @@ class _Markers:
                 "a template changes a subscriber field or unsubscribe_url with a filter or an operation; "
                 "these are filled in per recipient after rendering, so use them as they are: {{ subscriber.name }}"))
         return Split(tuple(statics), tuple(self.used[int(i)] for i in pieces[1::2]))
-
-
-def slug_of(path: Path) -> str:
-    return path.stem
 
 
 def web_version_url(settings: Settings, slug: str) -> str | None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
+from .environment import variable
 from .errors import Problem, UtskickError
 from .files import locked, write_atomic
 
@@ -91,7 +91,7 @@ def _checked(value: bytes, where: Path | None, name: str) -> bytes:
 
 def load(state_dir: Path) -> Signer:
     """UTSKICK_SECRET, else a random secret made once in `.utskick/secret` (mode 0600)."""
-    env = os.environ.get("UTSKICK_SECRET", "")
+    env = variable("UTSKICK_SECRET")
     if env:
         return Signer(_checked(env.encode(), None, "UTSKICK_SECRET"))
     path = state_dir / "secret"
@@ -111,7 +111,7 @@ def problems(state_dir: Path) -> list[Problem]:
     """What `check` says of the secret, without creating it: an error when it is too short; a
     warning when it is `.utskick/secret` on this computer only, since a send from another
     computer would sign other tokens and old links would resolve to nobody."""
-    env = os.environ.get("UTSKICK_SECRET", "")
+    env = variable("UTSKICK_SECRET")
     if env:
         short = _short(env.encode(), None, "UTSKICK_SECRET")
         return [short] if short else []

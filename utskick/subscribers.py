@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from .addresses import InvalidAddress, normalise
-from .csvfile import Table, read_table
+from .csvfile import Table, read_cell, read_table
 from .errors import Problem, UtskickError
 from .load import Project
 
@@ -74,14 +74,17 @@ ValidRow = tuple[int, list[str], str, str]
 """(line, cells, normalised address, key)"""
 
 
-def valid_rows(table: Table, address: int) -> Iterator[ValidRow | Problem]:
-    """Every non-blank row: valid ones as ValidRow, the rest as a warning saying why."""
+def valid_rows(table: Table, address: int, ours: bool = False) -> Iterator[ValidRow | Problem]:
+    """Every non-blank row: valid ones as ValidRow, the rest as a warning saying why. `ours`: a
+    file utskick writes for Excel (`unsubscribed.csv`), whose cells may carry `excel_cell`'s `'`."""
     width = len(table.header)
     delimiter = {"\t": "tab", ",": "comma", ";": "semicolon"}[table.delimiter]
     for line, cells, problem in table:
         if not problem and len(cells) > width and any(c.strip() for c in cells[width:]):
             problem = f"{len(cells)} fields but the header has {width} (a {delimiter} inside a field needs quotes)"
         raw = cells[address].strip() if address < len(cells) else ""
+        if ours:
+            raw = read_cell(raw)
         if not problem and not raw:
             problem = "no address"
         if not problem:
@@ -169,7 +172,7 @@ def load_suppressed(path: Path) -> tuple[frozenset[str], list[Problem]]:
         return frozenset(), []
     keys: set[str] = set()
     problems: list[Problem] = []
-    for row in valid_rows(table, address_column(table)):
+    for row in valid_rows(table, address_column(table), ours=True):
         if isinstance(row, Problem):
             problems.append(row)
         else:

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from .addresses import InvalidAddress, normalise, show
-from .csvfile import format_row, read_table
+from .csvfile import format_row, read_cell, read_table
 from .errors import Problem, UtskickError
 from .files import locked, write_atomic
 from .journal import keys_ever
@@ -45,7 +46,7 @@ def _suppress(path: Path, entries: Iterable[tuple[str, str]], today: Date | None
     if not table.header:
         table = read_table(path, b"email,date,reason\n")
     address = address_column(table)
-    keys = {row[3] for row in valid_rows(table, address) if not isinstance(row, Problem)}
+    keys = {row[3] for row in valid_rows(table, address, ours=True) if not isinstance(row, Problem)}
     day = (today or Date.today()).isoformat()
     text = table.text()
     if not text.endswith(("\n", "\r")):
@@ -65,12 +66,12 @@ def _suppress(path: Path, entries: Iterable[tuple[str, str]], today: Date | None
         text += format_row(cells, table.delimiter, table.newline)
     if not added:
         return []
-    data = (("\ufeff" if table.bom else "") + text).encode("utf-8")
+    data = table.encode(text)
     # A quote left open at the end of the file would swallow the rows we add, or turn the last
     # row into a broken one: read everything back and lose nobody before writing.
     written = read_table(path, data)
     if written.header != table.header or not keys <= {
-            row[3] for row in valid_rows(written, address) if not isinstance(row, Problem)}:
+            row[3] for row in valid_rows(written, address, ours=True) if not isinstance(row, Problem)}:
         raise UtskickError(Problem("cannot add rows: a quote (\") near the end is not closed; fix the file first",
                                    path, len(table.text().splitlines()) or None))
     write_atomic(path, data)
@@ -128,12 +129,24 @@ def read_requests(path: Path) -> tuple[list[Request], list[Problem]]:
     requests: list[Request] = []
     problems: list[Problem] = []
     for line, cells, problem in table:
-        text = cells[column].strip() if column < len(cells) else ""
+        # A --report or unsubscribed.csv of our own may be fed back: take off what excel_cell added.
+        text = read_cell(cells[column].strip()) if column < len(cells) else ""
         if problem or not text:
             problems.append(Problem(f"{problem or 'empty'}; row skipped", path, line, severity="warning"))
         else:
             requests.append(Request(text, path, line))
     return requests, problems
+
+
+def token_in_link(text: str) -> str:
+    """The token of a whole unsubscribe link pasted as it was clicked (`…?token=T`, or `<…>` as
+    List-Unsubscribe shows it); any other text as it is."""
+    bare = text.strip().removeprefix("<").removesuffix(">")
+    if "://" in bare:
+        found = parse_qs(urlsplit(bare).query).get("token")
+        if found:
+            return found[-1]
+    return text
 
 
 @dataclass(frozen=True)
@@ -153,11 +166,12 @@ def unsubscribe(project: Project, requests: Sequence[Request], reason: str = "")
     emails: dict[str, str] = {}
     tokens: dict[str, Request] = {}
     for r in requests:
-        if "@" not in r.text:
-            tokens.setdefault(r.text, r)
+        text = token_in_link(r.text)
+        if "@" not in text:
+            tokens.setdefault(text, r)
             continue
         try:
-            email, key = normalise(r.text)
+            email, key = normalise(text)
         except InvalidAddress as e:
             problems.append(r.problem(e.message()))
         else:

@@ -15,8 +15,8 @@ they go out unchanged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -30,6 +30,7 @@ import aiosmtplib
 
 from . import replies
 from .addresses import ascii_form
+from .environment import variable
 from .errors import Problem, UtskickError, display_path
 from .files import write_atomic
 from .oauth import TOKEN_REFUSED, TokenSource
@@ -150,7 +151,7 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     except ValueError:
         if "@" in url:
             raise unreadable from None
-        raise bad("the port must be a number from 0 to 65535") from None
+        raise bad("the port must be a number from 1 to 65535") from None
     if parts.fragment or parts.path not in ("", "/") or "@" in parts.query:
         raise unreadable
     scheme = parts.scheme.lower()
@@ -159,7 +160,10 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     host = parts.hostname
     if not host:
         raise bad("has no host name (smtp://user@host:587)")
-    query = parse_qs(parts.query)
+    if port == 0:
+        raise bad("the port must be a number from 1 to 65535")
+    # Blank values kept: '?starttls' without '=require' must not quietly mean plain SMTP.
+    query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"starttls", "auth"}
     if unknown:
         raise bad("unknown option after '?' (the options are ?starttls=require and ?auth=xoauth2, joined by &)")
@@ -433,6 +437,19 @@ def _cause(e: BaseException) -> str:
 # --- Outbox -------------------------------------------------------------------------------------
 
 SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9@._+-]")
+NAME_PART = 100
+"""Characters of the address in an outbox file name: an address may be 254 characters long, and
+most file systems take 255 bytes a name, Windows 260 characters a whole path."""
+
+
+def outbox_name(seq: int, recipient: str) -> str:
+    """`NNNNN-<address>.eml`; a long address is cut and a hash of all of it added, so the name
+    stays short enough for every file system and still differs for every address."""
+    safe = SAFE_NAME_RE.sub("_", recipient)
+    if len(safe) > NAME_PART:
+        digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
+        safe = f"{safe[:NAME_PART - 17]}-{digest}"
+    return f"{seq:05d}-{safe}.eml"
 
 
 class OutboxConnection:
@@ -440,12 +457,14 @@ class OutboxConnection:
         self.folder = folder
 
     async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
-        path = self.folder / f"{seq:05d}-{SAFE_NAME_RE.sub('_', recipient)}.eml"
+        path = self.folder / outbox_name(seq, recipient)
         committing()
         try:
-            write_atomic(path, message)
-        except OSError as e:
-            raise Fatal(f"cannot write {path}: {e.strerror or e}", recipient=recipient) from None
+            # The messages hold personal data: 0600, in folders only their owner can enter.
+            write_atomic(path, message, private=True)
+        except UtskickError as e:
+            raise Fatal("; ".join(f"{display_path(p.file or path)}: {p.message}" for p in e.problems),
+                        recipient=recipient) from None
         return f"written {path.name}"
 
     async def close(self) -> None:
@@ -512,13 +531,13 @@ def from_environment(outbox: Path, sender: str,
 
     With ?auth=xoauth2, `tokens(mailbox)` gives where the tokens come from (see `oauth.for_purpose`).
     """
-    url = os.environ.get("UTSKICK_SMTP_URL", "").strip()
-    if not url:
+    url = variable("UTSKICK_SMTP_URL")
+    if url is None:
         return OutboxTransport(outbox)
-    settings = parse_smtp_url(url, os.environ.get("UTSKICK_SMTP_PASSWORD") or None)
+    settings = parse_smtp_url(url, variable("UTSKICK_SMTP_PASSWORD"))
     source = tokens(settings.username or "") if settings.xoauth2 and tokens is not None else None
     if settings.xoauth2 and source is None:
         raise UtskickError(Problem("UTSKICK_SMTP_URL: ?auth=xoauth2 needs a token: set UTSKICK_SMTP_TOKEN_COMMAND, "
                                    "or sending.oauth in the settings (see README: Microsoft 365)"))
-    cafile = os.environ.get("UTSKICK_SMTP_CAFILE", "").strip()
-    return SmtpTransport(settings, sender, tls_context=trusting(cafile) if cafile else None, tokens=source)
+    cafile = variable("UTSKICK_SMTP_CAFILE")
+    return SmtpTransport(settings, sender, tls_context=trusting(cafile.strip()) if cafile else None, tokens=source)

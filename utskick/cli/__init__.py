@@ -7,6 +7,7 @@ in `list_commands`, sending and its status in `sending`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from .. import schema as schemas
 from .. import subscribers as subs
 from ..errors import Problem, UtskickError, display_path
 from ..files import bundled, write_atomic
-from ..load import Document, Project, load_issue, load_project
+from ..load import Document, Project, load_issue, load_project, slug_of
 from ..message import MessageTemplate, personalise
 from ..model import Issue
 from ..publish import layout_problems as publish_layout
@@ -47,7 +48,8 @@ def fail(problems: list[Problem]) -> NoReturn:
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Our errors become located messages and exit 1; Ctrl-C exits 130; never a traceback."""
+    """Our errors, and any file system error, become located messages and exit 1; Ctrl-C exits
+    130; never a traceback."""
     import functools
 
     @functools.wraps(fn)
@@ -59,6 +61,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as e:  # the last net: the file system failed where nothing else looked
+            fail([Problem(e.strerror or str(e), Path(os.fsdecode(e.filename)) if e.filename else None)])
 
     return wrapper
 
@@ -224,6 +228,7 @@ def new(obj: Context, slug: str | None) -> None:
     today = Date.today()
     slug = slug or today.strftime("%Y-%m")
     target = project.issues_dir / f"{slug}.yaml"
+    slug_of(target)
     if target.exists():
         raise UtskickError(Problem("already exists; not overwriting", target))
     previous: dict[str, Any] = {}
@@ -272,6 +277,7 @@ def preview(obj: Context, issue: str, port: int, open_browser: bool, address: st
             threading.Event().wait()
         except KeyboardInterrupt:
             click.echo("stopped")
+            sys.exit(130)  # as every command stopped by Ctrl-C (README: Exit codes)
 
 def report(problems: list[Problem]) -> None:
     """Warnings are printed and pass; any error fails the command with a count."""

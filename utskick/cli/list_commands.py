@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from .. import subscribers as subs
 from .. import suppression
@@ -32,7 +33,8 @@ def lists_command(obj: Context) -> None:
         table.add_column(heading, justify="right", no_wrap=True)
     for i, s in enumerate([*each, union]):
         numbers = (s.rows, s.valid, s.invalid, s.duplicates, s.suppressed, s.receive)
-        table.add_row(s.name, *map(str, numbers), end_section=i == len(each) - 1)
+        # Text, not markup: a file named [styrelse].csv must show as such.
+        table.add_row(Text(s.name), *map(str, numbers), end_section=i == len(each) - 1)
     Console().print(table)
     report(problems)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .. import schema as schemas
-from ..errors import Problem, UtskickError, display_path
+from ..errors import display_path
 from ..files import write_atomic
 from . import cli, guarded
 
@@ -31,8 +31,5 @@ def schema_command(kind: schemas.Kind, output: Path | None) -> None:
     if output is None:
         click.echo(schemas.text(kind), nl=False)
         return
-    try:
-        write_atomic(output, schemas.text(kind))
-    except OSError as e:
-        raise UtskickError(Problem(f"cannot write: {e.strerror or e}", output)) from None
+    write_atomic(output, schemas.text(kind))
     click.echo(f"wrote {display_path(output)}")

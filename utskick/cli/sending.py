@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 from typing import Callable
@@ -19,12 +17,13 @@ from .. import subscribers as subs
 from .. import transport as transports
 from ..addresses import InvalidAddress, normalise
 from ..errors import Problem, UtskickError, display_path
+from ..csvfile import format_row
 from ..files import write_atomic
 from ..journal import Counts, Journal
-from ..load import Project
+from ..load import Project, slug_of
 from ..message import MessageTemplate
 from ..oauth import SMTP, TokenSource, for_purpose
-from ..render import Rendered, slug_of
+from ..render import Rendered
 from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
 
@@ -238,15 +237,13 @@ def status(obj: Context, issue: str, report: Path | None) -> None:
         raise UtskickError(Problem("file not found, and nothing was sent under that name", path))
     if not kinds:
         click.echo(f"{slug}: not sent yet")
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["transport", "email", "state", "attempts", "last_reply", "updated"])
+    out = [format_row(["transport", "email", "state", "attempts", "last_reply", "updated"])]
     listed = standing.still_listed(project) if kinds else None
     for kind in kinds:
         with Journal.open(project.state_dir, slug, kind) as journal:
             click.echo(f"{slug} via {kind}: {summary_line(*standing.standing(journal, listed))}")
             for row in journal.rows():
-                writer.writerow([kind, row.email, row.shown_state, row.attempts, row.reply, row.updated])
+                out.append(format_row([kind, row.email, row.shown_state, str(row.attempts), row.reply, row.updated]))
     if report is not None:
-        write_atomic(report, out.getvalue())
+        write_atomic(report, "".join(out), private=True)  # addresses: personal data
         click.echo(f"wrote {display_path(report)}")
