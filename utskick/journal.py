@@ -61,6 +61,7 @@ CREATE TABLE delivery (
     updated   TEXT NOT NULL,
     message_id TEXT NOT NULL DEFAULT '',
     submitted TEXT NOT NULL DEFAULT '',
+    soft TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (issue, transport, key)
 ) WITHOUT ROWID""",
     "CREATE INDEX delivery_submitted ON delivery (submitted) WHERE submitted != ''",
@@ -78,6 +79,8 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
     # v1 kept no submission times: its sends count against no budget (they are a day old, or a
     # budget was not kept then).
     db.execute("ALTER TABLE delivery ADD COLUMN submitted TEXT NOT NULL DEFAULT ''")
+    # A delay or soft failure reported later for a message that was sent (`utskick inbox`).
+    db.execute("ALTER TABLE delivery ADD COLUMN soft TEXT NOT NULL DEFAULT ''")
     for statement in SCHEMA[1:]:
         db.execute(statement)
     put_back = [(i, t, k) for i, t, k, reply in db.execute(

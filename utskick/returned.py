@@ -27,7 +27,6 @@ from .suppression import known_keys, resolve_tokens, suppress
 SOFT_LIMIT = 3
 """Soft failures on this many consecutive issues suppress a recipient."""
 
-SOFT = "soft: "
 """How a soft failure is noted, as the sent row's last reply (until the journal has a place for it)."""
 
 Action = Literal["bounced", "unsubscribed", "delayed", "auto-reply"]
@@ -67,7 +66,8 @@ class Ledger(Protocol):
 
 
 class JournalLedger:
-    """The Ledger over `.utskick/utskick.db`. Soft failures are kept as the sent row's last reply."""
+    """The Ledger over `.utskick/utskick.db`. A soft failure is kept in the sent row's `soft`
+    column: the row stays sent, its reply the relay's."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -90,17 +90,16 @@ class JournalLedger:
         Journal(self.db, sent.issue, sent.transport).done(sent.key, "returned", diagnostic)
 
     def soft(self, sent: Sent, diagnostic: str) -> None:
-        row = Journal(self.db, sent.issue, sent.transport).get(sent.key)
-        if row is not None and row.state == "sent":
-            Journal(self.db, sent.issue, sent.transport).done(sent.key, "sent", SOFT + diagnostic)
+        self.db.execute("UPDATE delivery SET soft=? WHERE issue=? AND transport=? AND key=? AND state='sent'",
+                        (diagnostic, sent.issue, sent.transport, sent.key))
 
     def soft_streak(self, sent: Sent) -> int:
         streak = 0
-        for issue, transport, state, reply in self.db.execute(
-                "SELECT issue, transport, state, reply FROM delivery WHERE key=? AND message_id != ''"
+        for issue, transport, state, soft in self.db.execute(
+                "SELECT issue, transport, state, soft FROM delivery WHERE key=? AND message_id != ''"
                 " ORDER BY issue DESC", (sent.key,)):
             this = (issue, transport) == (sent.issue, sent.transport)
-            if not this and (state != "sent" or not reply.startswith(SOFT)):
+            if not this and (state != "sent" or not soft):
                 break
             streak += 1
         return streak
