@@ -29,6 +29,29 @@ TOKEN_COLUMNS = frozenset({"token"})
 UNSUBSCRIBED = "unsubscribed"
 
 
+class Cells(Mapping[str, str]):
+    """A row's extra columns: its values, and the column names shared by every row of the list.
+    A dict per row cost 100,000 dicts for a list of 100,000 (a third of a send's memory)."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: tuple[str, ...]) -> None:
+        self._names = names  # column name -> index, one dict for the whole list
+        self._values = values
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[self._names[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+NO_CELLS = Cells({}, ())
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One recipient: the address to send to, its canonical key, and the list's columns."""
@@ -135,6 +158,8 @@ def load_list(path: Path) -> SubscriberList:
         if h and i not in (address, name) and h not in ("email", "name") and h not in attrs:
             attrs[h] = i
     columns = frozenset({"email", *attrs, *(["name"] if name is not None else [])})
+    names = {k: n for n, k in enumerate(attrs)}
+    same: dict[str, str] = {}  # a kommun or a roll repeats on many rows: keep one copy of each
     seen: dict[str, int] = {}
     out: list[Subscriber] = []
     problems: list[Problem] = []
@@ -154,7 +179,8 @@ def load_list(path: Path) -> SubscriberList:
         out.append(Subscriber(
             email, key,
             cells[name].strip() if name is not None and name < n else "",
-            {k: cells[i].strip() if i < n else "" for k, i in attrs.items()},
+            Cells(names, tuple(same.setdefault(v, v) for v in (cells[i].strip() if i < n else "" for i in attrs.values())))
+            if attrs else NO_CELLS,
         ))
     return SubscriberList(path.stem, path, columns, tuple(out), rows, invalid, tuple(problems))
 
