@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import inbox as mail
-from .. import oauth, reports, returned
+from .. import oauth
 from ..errors import display_path
 from ..load import Project
 from ..subscribers import suppression_path
 from . import Context, cli, guarded, report
 
+if TYPE_CHECKING:  # imported when the command runs: every other command starts faster without them
+    from ..inbox import TokenProvider
 
-def _tokens(project: Project, user: str) -> mail.TokenProvider | None:
+
+def _tokens(project: Project, user: str) -> TokenProvider | None:
     """UTSKICK_IMAP_TOKEN_COMMAND, else the sign-in of `sending.oauth`: one set-up serves both."""
     source = oauth.for_purpose(oauth.IMAP, project, user)
     return source.token if source is not None else None
@@ -41,6 +44,9 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
 
     Exit 0 whenever the mail was read, whatever was found; 1 on errors (sign-in, TLS, a folder).
     """
+    from .. import inbox as mail
+    from .. import reports, returned
+
     project = obj.project()
     if source is not None:
         if folder is not None:
