@@ -385,7 +385,8 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
              for image, p in pictures.items()}
     env = _environment(project)
     env.filters.update(_filters(settings, shown))
-    markers = _Markers(secrets.token_hex(4))
+    # Always one lowercase letter besides the "U": a filter such as |upper or |lower changes it.
+    markers = _Markers("m" + secrets.token_hex(4))
     context: dict[str, Any] = {
         "settings": settings,
         "issue": issue,
