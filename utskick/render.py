@@ -27,7 +27,7 @@ from premailer import Premailer
 from . import calendar, images, markdown
 from .images import Picture
 from .errors import Problem, UtskickError
-from .files import bundled
+from .files import bundled, make_folders
 from .load import Document, Project, slug_of
 from .model import Event, Image, Issue, Logo, Settings
 
@@ -181,7 +181,20 @@ def _environment(project: Project) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        bytecode_cache=_compiled_templates(project),
     )
+
+
+def _compiled_templates(project: Project) -> jinja2.BytecodeCache | None:
+    """Compiling the theme's templates is half of a build's own time: keep them compiled in
+    `.utskick/cache/templates/` (keyed by each template's source, so an edit recompiles it).
+    A folder that cannot be made just means compiling every time."""
+    folder = project.state_dir / "cache" / "templates"
+    try:
+        make_folders(folder, 0o700)  # inside .utskick/, private like the journal
+    except (OSError, UtskickError):
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def _underline(text: str, char: str) -> str:
