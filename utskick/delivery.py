@@ -394,11 +394,12 @@ def _send(project: Project, template: MessageTemplate, transport: Transport, rec
         return Outcome(delivery.counts, delivery.stopped, delivery.interrupted, suppressed, uncertain, delivery.signal)
 
 
-def daily_budget(journal: Journal, per_day: int | None, transport: Transport) -> Budget | None:
-    """What `sending.per_day` still allows a relay (the outbox has no budget)."""
+def daily_budget(journal: Journal | None, per_day: int | None, transport: Transport) -> Budget | None:
+    """What `sending.per_day` still allows a relay (the outbox has no budget; no journal yet,
+    nothing spent)."""
     if per_day is None or not transport.rate_limited:
         return None
-    return Budget.of(per_day, journal.submitted_since(Budget.window_start()))
+    return Budget.of(per_day, journal.submitted_since(Budget.window_start()) if journal else [])
 
 
 def budget_reached(budget: Budget, counts: Counts) -> BudgetReached:

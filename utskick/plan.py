@@ -79,11 +79,10 @@ def prepare(project: Project, template: MessageTemplate, transport: Transport, r
             resend_uncertain: bool = False) -> Plan:
     """The plan, from one read of the journal (nothing is written: a dry run leaves no trace)."""
     policy = Policy.of(project.settings.sending)
-    found, budget = survey(None, recipients, record=False), None
-    if Journal.exists(project.state_dir):
+    per_day = project.settings.sending.per_day
+    if not Journal.exists(project.state_dir):
+        found, budget = survey(None, recipients, record=False), daily_budget(None, per_day, transport)
+    else:
         with Journal.open(project.state_dir, template.rendered.slug, transport.kind) as journal:
-            found = survey(journal, recipients, record=False)
-            budget = daily_budget(journal, project.settings.sending.per_day, transport)
-    elif project.settings.sending.per_day and transport.rate_limited:
-        budget = Budget(project.settings.sending.per_day)
+            found, budget = survey(journal, recipients, record=False), daily_budget(journal, per_day, transport)
     return Plan(project, template, transport, recipients, found, resend_uncertain, policy, budget)
