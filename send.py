@@ -1,4 +1,5 @@
-"""Run the utskick CLI without installing: python send.py check issues/2026-11.yaml"""
+"""Run any utskick command without installing (not only `send`, despite the name):
+python send.py check 2026-12, python send.py send 2026-12 --yes, python send.py publish."""
 
 from utskick.cli import main
 

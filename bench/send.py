@@ -136,7 +136,7 @@ def ceiling(project: Path, port: int, recipients: int, connections: int) -> None
     from utskick.subscribers import SAMPLE
 
     _, rendered = load_rendered(load_project(), ISSUE)
-    payload = MessageTemplate.of(rendered, sample()).render(SAMPLE) + b".\r\n"
+    payload = MessageTemplate.of(rendered, sample()).message_for(SAMPLE) + b".\r\n"
 
     def one(share: int) -> None:
         with socket.create_connection(("127.0.0.1", port)) as s:
@@ -181,7 +181,7 @@ def message_size(project: Path) -> int:
         from utskick.subscribers import SAMPLE
 
         _, rendered = load_rendered(load_project(), ISSUE)
-        return len(MessageTemplate.of(rendered, sample()).render(SAMPLE))
+        return len(MessageTemplate.of(rendered, sample()).message_for(SAMPLE))
     finally:
         os.chdir(cwd)
 

@@ -147,7 +147,7 @@ def test_english_strings_and_dates(project: Path) -> None:
 
 def test_eml_structure_with_embedded_image(project: Path) -> None:
     r = rendered(project)
-    raw = MessageTemplate.of(r, SIGNER).render(Subscriber("petter@ekeby.example", "petter@ekeby.example", "Petter Åkesson"))
+    raw = MessageTemplate.of(r, SIGNER).message_for(Subscriber("petter@ekeby.example", "petter@ekeby.example", "Petter Åkesson"))
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
@@ -169,7 +169,7 @@ def test_eml_structure_with_embedded_image(project: Path) -> None:
 
 
 def test_plain_issue_without_images_is_alternative_only(project: Path) -> None:
-    msg = email.message_from_bytes(MessageTemplate.of(rendered(project, "2026-10"), SIGNER).render(SAMPLE), policy=policy.default)
+    msg = email.message_from_bytes(MessageTemplate.of(rendered(project, "2026-10"), SIGNER).message_for(SAMPLE), policy=policy.default)
     assert msg.get_content_type() == "multipart/alternative"
 
 
@@ -214,7 +214,7 @@ def test_headers_folded_encoded_and_parsable(project: Path) -> None:
     long_subject = "Nyheter " * 130
     issue.write_text(issue.read_text("utf-8").replace(
         "subject: Nyhetsbrev från Sjölandets kommunalförbund 8 oktober 2026", f"subject: {long_subject.strip()}"), "utf-8")
-    raw = MessageTemplate.of(rendered(project, "2026-10"), SIGNER).render(SAMPLE)
+    raw = MessageTemplate.of(rendered(project, "2026-10"), SIGNER).message_for(SAMPLE)
     lines = _headers(raw)
     assert max(len(line) for line in lines) <= 998
     # 78 where a line can be folded (RFC 5322 2.1.1); only one unbreakable word, such as the

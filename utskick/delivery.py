@@ -225,7 +225,7 @@ class Delivery:
         """One recipient through to a recorded outcome (or left pending when the send stops)."""
         state: State = row.state
         try:
-            message = self.template.render(sub)
+            message = self.template.message_for(sub)
         except (UnicodeError, ValueError) as e:
             # An address SMTP cannot carry without SMTPUTF8: this recipient fails, not the send.
             self.record(sub.key, state, "failed", f"cannot build the message: {e}", attempt=True)

@@ -51,7 +51,7 @@ def sample_message(project: Project) -> tuple[bytes | None, str]:
     largest: tuple[bytes | None, str] = (None, "")
     for path in sorted(project.issues_dir.glob("*.yaml")):
         try:
-            message = MessageTemplate.of(render(project, load_issue(path)), signer.sample()).render(SAMPLE)
+            message = MessageTemplate.of(render(project, load_issue(path)), signer.sample()).message_for(SAMPLE)
         except (UtskickError, ValueError):
             continue  # `check` reports a broken issue; the others still tell the size
         if largest[0] is None or len(message) > len(largest[0]):

@@ -3,7 +3,7 @@
 `EmailMessage` per recipient caps a mailer near 80 msg/s, so the MIME skeleton, encoded headers,
 base64 attachments and the quoted-printable text of both parts are built once per issue
 (`MessageTemplate`); each recipient costs the encoding of their own values and a bytes join. `build` writes
-its .eml through the same `MessageTemplate.render`, so what is previewed is what is sent.
+its .eml through the same `MessageTemplate.message_for`, so what is previewed is what is sent.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class MessageTemplate:
         """The same on every build, retry and resume: bounce reports are matched by it."""
         return self.signer.message_id(self.rendered.slug, subscriber.key, self.from_.domain)
 
-    def render(self, subscriber: Subscriber) -> bytes:
+    def message_for(self, subscriber: Subscriber) -> bytes:
         """The complete RFC 5322 message for one recipient: the html and text `personalise`
         gives, CRLF line endings and no line starting with '.', so SMTP sends it unchanged."""
         token = self.signer.token(subscriber.key)

@@ -50,7 +50,7 @@ def _image_src(value: str) -> str:
     return value
 
 
-def _one_line(value: str) -> str:
+def _single_line(value: str) -> str:
     if "\n" in value.strip() or "\r" in value:
         raise ValueError("must be a single line (remove the line break)")
     return value.strip()
@@ -70,7 +70,7 @@ def _email_address(value: str) -> str:
 Url = Annotated[str, AfterValidator(_url)]
 WebUrl = Annotated[str, AfterValidator(_web_url)]
 ImageSrc = Annotated[str, AfterValidator(_image_src)]
-OneLine = Annotated[str, AfterValidator(_one_line), AfterValidator(_non_blank)]
+OneLine = Annotated[str, AfterValidator(_single_line), AfterValidator(_non_blank)]
 Text = Annotated[str, AfterValidator(_non_blank)]
 Markdown = str
 Address = Annotated[str, AfterValidator(_email_address)]

@@ -117,7 +117,7 @@ class Preview:
             html=self._local_links(rendered, personal.html),
             text=personal.text,
             html_size=len(personal.html.encode()),
-            message_size=len(MessageTemplate.of(rendered, self.signer).render(self.subscriber)),
+            message_size=len(MessageTemplate.of(rendered, self.signer).message_for(self.subscriber)),
             images={p.cid: p for p in rendered.pictures},
             files=rendered.files,
         ), rendered.problems + tuple(self._list_problems(project, rendered))

@@ -8,7 +8,7 @@ the delivery loop must do next (retry, bounce, stop), with the server's code and
 The SMTP connection speaks MAIL, RCPT and DATA itself through aiosmtplib's protocol object
 (aiosmtplib still connects, does TLS and AUTH): `SMTP.data` rewrites every payload twice with
 regular expressions and `mail`/`rcpt` re-parse the addresses, which together cost more than the
-socket work. The messages are CRLF and dot-safe by construction (`MessageTemplate.render`), so
+socket work. The messages are CRLF and dot-safe by construction (`MessageTemplate.message_for`), so
 they go out unchanged.
 """
 
@@ -284,7 +284,7 @@ class SmtpConnection:
         self.timeout = timeout
 
     async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
-        """`message` must be CRLF with no line starting with '.', as `MessageTemplate.render` makes them."""
+        """`message` must be CRLF with no line starting with '.', as `MessageTemplate.message_for` makes them."""
         steps: list[tuple[Stage, bytes, tuple[int, ...]]] = [
             ("mail", self.mail_from, (250,)),
             ("rcpt", b"RCPT TO:<" + ascii_form(recipient).encode("ascii") + b">\r\n", (250, 251)),

@@ -31,7 +31,7 @@ def send_tests(rendered_template: MessageTemplate, transport: Transport, first: 
                 sub = replace(first, email=email, key=canonical)
                 try:
                     connection = connection or await transport.connect()
-                    reply = await connection.send(n, email, rendered_template.render(sub), lambda: None)
+                    reply = await connection.send(n, email, rendered_template.message_for(sub), lambda: None)
                 except Fatal as e:
                     raise UtskickError(Problem(f"test send stopped: {e.reply}")) from None
                 except TransportError as e:

@@ -129,7 +129,7 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
     written = {
         f"{rendered.slug}.html": personal.html.encode(),
         f"{rendered.slug}.txt": personal.text.encode(),
-        f"{rendered.slug}.eml": MessageTemplate.of(rendered, sample).render(SAMPLE),
+        f"{rendered.slug}.eml": MessageTemplate.of(rendered, sample).message_for(SAMPLE),
     }
     written.update({a.filename: a.data for a in rendered.attachments})
     written.update(rendered.web_files)

@@ -103,7 +103,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
             click.echo(f"Timing:     {line}")
     if dry_run:
         if plan.survey.first is not None:
-            sample = template.render(plan.survey.first)
+            sample = template.message_for(plan.survey.first)
             click.echo(f"Message:    {len(sample) / 1024:.1f} KB per recipient (sample: {plan.survey.first.email})")
         click.echo("dry run: nothing was sent")
         return
@@ -211,7 +211,7 @@ def _send_tests(project: Project, rendered: Rendered, recipients: list[Subscribe
     click.echo(f"To:         {', '.join(tests)}")
     click.echo(f"Transport:  {transport.label}")
     if dry_run:
-        click.echo(f"Message:    {len(template.render(first)) / 1024:.1f} KB per recipient")
+        click.echo(f"Message:    {len(template.message_for(first)) / 1024:.1f} KB per recipient")
         click.echo("dry run: nothing was sent")
         return
     if not _confirm(yes, "Send the test?"):
