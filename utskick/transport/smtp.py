@@ -1,112 +1,29 @@
-"""Where finished messages go: an SMTP relay, the outbox folder, or memory (tests).
+"""An SMTP relay: URL parsing, TLS, sign-in (password or XOAUTH2), pipelining.
 
-Django's mail backends are the model: one small interface picked by configuration, so the
-delivery loop, the journal and the tests never care which one is in use. A transport opens
-`Connection`s; a connection carries one message at a time and raises typed errors that say what
-the delivery loop must do next (retry, bounce, stop), with the server's code and the recipient.
-
-The SMTP connection speaks MAIL, RCPT and DATA itself through aiosmtplib's protocol object
-(aiosmtplib still connects, does TLS and AUTH): `SMTP.data` rewrites every payload twice with
-regular expressions and `mail`/`rcpt` re-parse the addresses, which together cost more than the
-socket work. The messages are CRLF and dot-safe by construction (`MessageTemplate.message_for`), so
-they go out unchanged.
+The connection speaks MAIL, RCPT and DATA itself (aiosmtplib still connects, does TLS and AUTH):
+`SMTP.data` rewrites every payload twice with regular expressions and `mail`/`rcpt` re-parse the
+addresses, which together cost more than the socket work. The messages are CRLF and dot-safe by
+construction (`MessageTemplate.message_for`), so they go out unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
-import re
 import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from . import replies
-from .addresses import ascii_form
-from .environment import variable
-from .errors import Problem, UtskickError, display_path
-from .files import write_atomic
-from .oauth import TOKEN_REFUSED, TokenSource
-
-Stage = Literal["connect", "tls", "auth", "mail", "rcpt", "data"]
-SMTP_TIMEOUT = 60.0
-
-
-class TransportError(Exception):
-    """A failed step, typed like aiosmtplib's errors: the reply code and text and the recipient."""
-
-    def __init__(self, message: str, *, code: int | None = None, recipient: str | None = None,
-                 stage: Stage = "data", hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.recipient = recipient
-        self.stage = stage
-        self.hint = hint
-        """What to do about it, for the person running the send ("" when the reply says it all)."""
-
-    @property
-    def reply(self) -> str:
-        """The server's reply as it would appear in a log: '550 5.1.1 no such user'."""
-        return f"{self.code} {self.message}" if self.code else self.message
-
-
-class Temporary(TransportError):
-    """Try again later (4xx, a dropped connection, a timeout); `reconnect` when the link is gone."""
-
-    def __init__(self, message: str, *, reconnect: bool = False, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.reconnect = reconnect
-
-
-class Bounced(TransportError):
-    """This recipient can never be delivered (5.1.x to RCPT): suppress them, carry on."""
-
-
-class Fatal(TransportError):
-    """The server refuses the sender or us (535, 5.7.x, TLS, refused): stop the whole send."""
-
-
-class BudgetReached(Fatal):
-    """The relay's sending budget is spent (Microsoft 365's quota): stop, suppress nobody, and
-    come back later (exit 75)."""
-
-
-Committing = Callable[[], None]
-
-
-class Connection(Protocol):
-    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
-        """Deliver one message; call `committing` just before the server can accept it.
-
-        Returns the server's final reply. Raises `TransportError`s.
-        """
-
-    async def close(self) -> None: ...
-
-
-class Transport(Protocol):
-    kind: str
-    """The journal's name for it ("smtp", "outbox", "memory"): a relay change resumes the send."""
-    label: str
-    """How the confirmation names it."""
-    idempotent: bool
-    """Sending one recipient twice cannot mail them twice (outbox): no uncertain state."""
-    rate_limited: bool
-    """Whether `sending.rate` applies: it is the relay's limit, not the disk's."""
-
-    async def connect(self) -> Connection: ...
-
-
-# --- SMTP ---------------------------------------------------------------------------------------
-
+from .. import replies
+from ..addresses import ascii_form
+from ..errors import Problem, UtskickError
+from ..oauth import TOKEN_REFUSED, TokenSource
+from .base import SMTP_TIMEOUT, Bounced, BudgetReached, Committing, Fatal, Stage, Temporary, TransportError
 
 @dataclass(frozen=True)
 class SmtpSettings:
@@ -434,87 +351,6 @@ def _cause(e: BaseException) -> str:
     return str(e)
 
 
-# --- Outbox -------------------------------------------------------------------------------------
-
-SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9@._+-]")
-NAME_PART = 100
-"""Characters of the address in an outbox file name: an address may be 254 characters long, and
-most file systems take 255 bytes a name, Windows 260 characters a whole path."""
-
-
-def outbox_name(seq: int, recipient: str) -> str:
-    """`NNNNN-<address>.eml`; a long address is cut and a hash of all of it added, so the name
-    stays short enough for every file system and still differs for every address."""
-    safe = SAFE_NAME_RE.sub("_", recipient)
-    if len(safe) > NAME_PART:
-        digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
-        safe = f"{safe[:NAME_PART - 17]}-{digest}"
-    return f"{seq:05d}-{safe}.eml"
-
-
-class OutboxConnection:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
-        path = self.folder / outbox_name(seq, recipient)
-        committing()
-        try:
-            # The messages hold personal data: 0600, in folders only their owner can enter.
-            write_atomic(path, message, private=True)
-        except UtskickError as e:
-            raise Fatal("; ".join(f"{display_path(p.file or path)}: {p.message}" for p in e.problems),
-                        recipient=recipient) from None
-        return f"written {path.name}"
-
-    async def close(self) -> None:
-        return None
-
-
-class OutboxTransport:
-    """The default without a server: one .eml per recipient; the same file on a resend."""
-
-    kind = "outbox"
-    idempotent = True
-    rate_limited = False
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.label = f"OUTBOX — nothing is mailed (files in {display_path(folder)})"
-
-    async def connect(self) -> OutboxConnection:
-        return OutboxConnection(self.folder)
-
-
-# --- Memory (tests of the delivery loop) --------------------------------------------------------
-
-
-@dataclass
-class MemoryTransport:
-    """Keeps (recipient, message) pairs; `fail` may raise a TransportError for a recipient."""
-
-    fail: Callable[[str], None] | None = None
-    sent: list[tuple[str, bytes]] = field(default_factory=list)
-    kind: str = "memory"
-    label: str = "MEMORY"
-    idempotent: bool = False
-    rate_limited: bool = True
-
-    async def connect(self) -> MemoryTransport:
-        return self
-
-    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
-        if self.fail is not None:
-            self.fail(recipient)
-        committing()
-        await asyncio.sleep(0)
-        self.sent.append((recipient, message))
-        return "250 kept"
-
-    async def close(self) -> None:
-        return None
-
-
 def trusting(cafile: str) -> ssl.SSLContext:
     """Verify the relay against these CA certificates instead of the system's (a relay with an
     internal CA or a self-signed certificate): still verified, host name included."""
@@ -523,21 +359,3 @@ def trusting(cafile: str) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "no PEM certificate in it"
         raise UtskickError(Problem(f"UTSKICK_SMTP_CAFILE: cannot use it: {reason}", Path(cafile))) from None
-
-
-def from_environment(outbox: Path, sender: str,
-                     tokens: Callable[[str], TokenSource | None] | None = None) -> Transport:
-    """UTSKICK_SMTP_URL (+ UTSKICK_SMTP_PASSWORD, UTSKICK_SMTP_CAFILE) picks SMTP; without it, the outbox.
-
-    With ?auth=xoauth2, `tokens(mailbox)` gives where the tokens come from (see `oauth.for_purpose`).
-    """
-    url = variable("UTSKICK_SMTP_URL")
-    if url is None:
-        return OutboxTransport(outbox)
-    settings = parse_smtp_url(url, variable("UTSKICK_SMTP_PASSWORD"))
-    source = tokens(settings.username or "") if settings.xoauth2 and tokens is not None else None
-    if settings.xoauth2 and source is None:
-        raise UtskickError(Problem("UTSKICK_SMTP_URL: ?auth=xoauth2 needs a token: set UTSKICK_SMTP_TOKEN_COMMAND, "
-                                   "or sending.oauth in the settings (see README: Microsoft 365)"))
-    cafile = variable("UTSKICK_SMTP_CAFILE")
-    return SmtpTransport(settings, sender, tls_context=trusting(cafile.strip()) if cafile else None, tokens=source)
