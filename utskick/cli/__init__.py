@@ -1,11 +1,13 @@
 """The commands; the only package that prints or exits.
 
-`cli` and the issue commands (check, build, init, new, preview) live here; the list commands
-in `list_commands`, sending and its status in `sending`.
+`cli` and the issue commands (check, build, init, new, preview) live here; every other command
+in a module of its own, imported only when that command runs (or `--help` lists them all):
+start-up is most of a command's time, and `build` should not pay for dnspython, rich or msal.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -25,10 +27,28 @@ from ..files import bundled, write_atomic
 from ..load import Document, Project, load_issue, load_project, slug_of
 from ..message import MessageTemplate, personalise
 from ..model import Issue
-from ..publish import layout_problems as publish_layout
 from ..render import Rendered, render
 from ..subscribers import SAMPLE
 from .. import signer
+
+# Each command defined outside this module, and the module that defines it.
+COMMAND_MODULES = {
+    "doctor": "doctor", "inbox": "inbox", "lists": "list_commands", "unsubscribe": "list_commands",
+    "login": "login", "publish": "publish", "schema": "schema", "send": "sending", "status": "sending",
+    "serve": "serve",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module when the command is looked up (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"{__name__}.{COMMAND_MODULES[cmd_name]}")  # registers it on `cli`
+        return self.commands.get(cmd_name)
 
 
 @dataclass
@@ -67,7 +87,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
               help="Settings file (default: newsletter.yaml in the current folder). "
                    "Every relative path is relative to its folder.")
@@ -94,10 +114,12 @@ def check(obj: Context, issue: str, lists: tuple[str, ...]) -> None:
     Prints every problem as FILE:LINE:COL: error|warning: message. Exit 0 when there are no
     errors (warnings do not fail), 1 otherwise.
     """
+    from .. import publish
+
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     problems = list(rendered.problems) + signer.problems(project.state_dir) + schemas.stale_copies(project.root)
-    problems += publish_layout(project)
+    problems += publish.layout_problems(project)
     if lists or doc.model.lists:
         problems += subs.check_lists(project, lists or doc.model.lists, rendered.fields, required=bool(lists))
     report(problems)
@@ -290,6 +312,3 @@ def report(problems: list[Problem]) -> None:
 def main() -> None:
     cli(prog_name="utskick")
 
-
-# The other commands register themselves on `cli` when imported.
-from . import doctor, inbox, list_commands, login, publish, schema, sending, serve  # noqa: E402,F401
