@@ -81,7 +81,8 @@ def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from utskick.load import load_issue, load_project
+    from utskick.load import load_issue
+    from utskick.project import load_project
     from utskick.render import render
 
     largest = max((ROOT / "issues").glob("*.yaml"), key=lambda p: p.stat().st_size)

@@ -101,7 +101,7 @@ def baseline(project: Path, port: int) -> None:
     sys.path.insert(0, str(ROOT))
     os.chdir(project)
     from utskick.cli import load_rendered
-    from utskick.load import load_project
+    from utskick.project import load_project
     from utskick.message import personalise
     from utskick.signer import sample
     from utskick.subscribers import recipients
@@ -130,7 +130,7 @@ def ceiling(project: Path, port: int, recipients: int, connections: int) -> None
     sys.path.insert(0, str(ROOT))
     os.chdir(project)
     from utskick.cli import load_rendered
-    from utskick.load import load_project
+    from utskick.project import load_project
     from utskick.message import MessageTemplate
     from utskick.signer import sample
     from utskick.subscribers import SAMPLE
@@ -175,7 +175,7 @@ def message_size(project: Path) -> int:
     os.chdir(project)
     try:
         from utskick.cli import load_rendered
-        from utskick.load import load_project
+        from utskick.project import load_project
         from utskick.message import MessageTemplate
         from utskick.signer import sample
         from utskick.subscribers import SAMPLE

@@ -55,7 +55,7 @@ def measure(way: str, project: Path) -> dict[str, float]:
 
     from email_validator import EmailNotValidError, validate_email
 
-    from utskick.load import load_project
+    from utskick.project import load_project
     from utskick.subscribers import recipients
 
     path = project / "subscribers" / "stor.csv"

@@ -21,7 +21,7 @@ from smtp_server import Recorder, Server, self_signed
 from utskick import oauth
 from utskick import transport as transports
 from utskick.journal import Journal
-from utskick.load import load_project
+from utskick.project import load_project
 
 SENDER = "nyhetsbrev@sjolandet.example"
 ONE = replace(FAST, concurrency=1)

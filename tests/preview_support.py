@@ -8,6 +8,7 @@ from pathlib import Path
 
 from utskick import signer
 from utskick.preview import Preview, PreviewServer, View, serving
+from utskick.project import load_project
 from utskick.signer import Signer
 from utskick.subscribers import SAMPLE, Subscriber
 
@@ -20,7 +21,7 @@ def previewing(project: Path, subscriber: Subscriber = SAMPLE,
                signing: Signer | None = None) -> Iterator[tuple[Preview, PreviewServer]]:
     """The preview of the December issue on a free port, stopped (threads and socket) on exit;
     the sample subscriber's links are signed with the sample key, as `utskick preview` does."""
-    preview = Preview(project / "newsletter.yaml", project / "issues" / f"{ISSUE}.yaml", subscriber,
+    preview = Preview(load_project(project / "newsletter.yaml"), project / "issues" / f"{ISSUE}.yaml", subscriber,
                       signing or signer.sample())
     with serving(preview, 0) as server:
         yield preview, server

@@ -18,7 +18,7 @@ import uvicorn
 from urllib3.filepost import encode_multipart_formdata
 
 from utskick import receiver
-from utskick.load import load_project
+from utskick.project import load_project
 from utskick.pull import NONCE_HEADER, SIGNATURE_HEADER, TIME_HEADER, signed_data
 from utskick.receiver_store import Store
 from utskick.signer import Signer

@@ -11,7 +11,7 @@ from pathlib import Path
 from utskick import delivery, signer, subscribers
 from utskick.cli import load_rendered
 from utskick.delivery import Outcome, Policy
-from utskick.load import load_project
+from utskick.project import load_project
 from utskick.message import MessageTemplate
 from utskick.transport import SmtpTransport, Transport, parse_smtp_url
 

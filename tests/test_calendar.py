@@ -17,7 +17,8 @@ import vobject
 from babel.dates import format_date, format_interval, format_skeleton
 
 from conftest import Run
-from utskick.load import load_issue, load_project
+from utskick.load import load_issue
+from utskick.project import load_project
 from utskick.render import render
 
 SLUG = "2027-kal"

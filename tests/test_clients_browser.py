@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from utskick.load import load_issue, load_project
+from utskick.load import load_issue
+from utskick.project import load_project
 from utskick.message import personalise
 from utskick.render import GENERIC_LINK_TEXTS, render
 from utskick.signer import sample

@@ -15,7 +15,7 @@ from pipelining_server import Script, serve
 from smtp_server import Recorder, Server, free_port, refuse_all
 
 from utskick import dns_checks, doctor
-from utskick.load import load_project
+from utskick.project import load_project
 from utskick.oauth import TOKEN_REFUSED
 from utskick.transport import parse_smtp_url
 

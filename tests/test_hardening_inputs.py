@@ -16,6 +16,7 @@ from conftest import Run, token
 from utskick.errors import UtskickError
 from utskick import signer
 from utskick.preview import Preview, local_host, serving
+from utskick.project import load_project
 from utskick.subscribers import SAMPLE
 from utskick.transport import parse_smtp_url
 
@@ -157,7 +158,7 @@ def test_the_preview_host_check_takes_a_host_without_port_on_port_80() -> None:
 
 
 def test_preview_on_port_80_answers_the_browser(project: Path) -> None:
-    preview = Preview(project / "newsletter.yaml", project / "issues" / "2026-12.yaml", SAMPLE, signer.sample())
+    preview = Preview(load_project(project / "newsletter.yaml"), project / "issues" / "2026-12.yaml", SAMPLE, signer.sample())
     with ExitStack() as stack:
         try:
             stack.enter_context(serving(preview, 80))

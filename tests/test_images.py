@@ -21,7 +21,8 @@ from PIL.PngImagePlugin import PngInfo
 
 from utskick import images
 from utskick.errors import UtskickError
-from utskick.load import load_issue, load_project
+from utskick.load import load_issue
+from utskick.project import load_project
 from utskick.message import personalise
 from utskick.render import Rendered, render
 from utskick.signer import sample

@@ -21,7 +21,7 @@ from test_reports import mail
 from utskick import inbox, returned
 from utskick.errors import Problem, UtskickError
 from utskick.reports import persons
-from utskick.load import load_project
+from utskick.project import load_project
 
 ANNA, PETTER, MARIA, JOHAN = ("anna.lind@bjorkvik.example", "petter.akesson@ekeby.example",
                               "maria.oberg@lindas.example", "johan.nilsson@granholm.example")

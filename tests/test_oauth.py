@@ -21,7 +21,7 @@ from oauthkit import (ONE, SENDER, Exchange, certificate, configure, drop_every_
 from sendkit import send, write_list
 
 from utskick import oauth
-from utskick.load import load_project
+from utskick.project import load_project
 
 __all__ = ["certificate", "identity", "trusted"]  # fixtures
 

@@ -20,7 +20,7 @@ from smtp_server import Recorder, Server, free_port
 from utskick import oauth
 from utskick import transport as transports
 from utskick.errors import UtskickError
-from utskick.load import load_project
+from utskick.project import load_project
 
 __all__ = ["certificate", "identity", "trusted"]  # fixtures
 

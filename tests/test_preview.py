@@ -19,7 +19,7 @@ from conftest import Run
 from preview_support import ISSUE, SUBJECT, edit, previewing, until
 
 from utskick.files import write_atomic
-from utskick.load import load_project
+from utskick.project import load_project
 from utskick.preview import View
 from utskick.subscribers import SAMPLE
 from utskick.subscribers import find as find_subscriber

@@ -14,7 +14,8 @@ import PIL.Image
 import pytest
 from conftest import Run, body
 
-from utskick.load import load_issue, load_project
+from utskick.load import load_issue
+from utskick.project import load_project
 from utskick.message import MessageTemplate
 from utskick.message import personalise
 from utskick.render import Rendered, contrast, render

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from utskick import signer
 from utskick.cli import load_rendered
-from utskick.load import load_project
+from utskick.project import load_project
 from utskick.message import MessageTemplate, one_line, personalise
 from utskick.subscribers import Subscriber
 

@@ -13,11 +13,10 @@ from hypothesis import strategies as st
 
 from utskick import signer
 from utskick.errors import Problem, UtskickError
-from utskick.load import Project, load_project
+from utskick.project import Project, load_project
 from utskick.addresses import fast_normalise, normalise
 from utskick.subscribers import (
     find,
-    list_path,
     load_list,
     load_suppressed,
     recipients,
@@ -194,7 +193,7 @@ def test_union_of_lists_minus_suppressed_with_stats(tmp_path: Path, monkeypatch:
     with pytest.raises(UtskickError, match="suppression list"):
         recipients(project, ["unsubscribed"])
     with pytest.raises(UtskickError) as e:
-        list_path(project, "medlemar")
+        project.existing_list("medlemar")
     assert "available: chefer, medlemmar" in str(e.value)
 
 

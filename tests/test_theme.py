@@ -9,7 +9,8 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from utskick.load import load_issue, load_project
+from utskick.load import load_issue
+from utskick.project import load_project
 from utskick.markdown import to_html
 from utskick.message import personalise
 from utskick.render import render

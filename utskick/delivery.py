@@ -32,7 +32,7 @@ from .budget import Budget, when
 from .errors import Problem, UtskickError
 from .files import locked
 from .journal import Counts, Journal, Row, State, unusable
-from .load import Project
+from .project import Project
 from .message import MessageTemplate
 from .model import Sending
 from .subscribers import Subscriber

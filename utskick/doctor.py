@@ -24,7 +24,8 @@ from . import dns_checks, replies, signer
 from .addresses import InvalidAddress, ascii_form, normalise
 from .dns_checks import Check
 from .errors import UtskickError
-from .load import Project, load_issue
+from .load import load_issue
+from .project import Project
 from .message import MessageTemplate
 from .oauth import SMTP, TOKEN_REFUSED, TokenSource, for_purpose
 from .render import render
@@ -49,7 +50,7 @@ def secret(project: Project) -> Check:
 def sample_message(project: Project) -> tuple[bytes | None, str]:
     """The largest of the issues' messages (a sample reader's) and its issue; None when none renders."""
     largest: tuple[bytes | None, str] = (None, "")
-    for path in sorted(project.issues_dir.glob("*.yaml")):
+    for path in project.issues():
         try:
             message = MessageTemplate.of(render(project, load_issue(path)), signer.sample()).message_for(SAMPLE)
         except (UtskickError, ValueError):
@@ -225,7 +226,7 @@ async def _sign_in(client: aiosmtplib.SMTP, settings: SmtpSettings, tokens: Call
 def run(project: Project, resolve: dns.resolver.Resolver, environ: Mapping[str, str] = os.environ,
         timeout: float = TIMEOUT) -> list[Check]:
     """Every check, in the order a send meets them."""
-    checks = [Check("settings", "ok", str(project.settings_doc.path.name)), secret(project)]
+    checks = [Check("settings", "ok", project.settings_path.name), secret(project)]
     message, issue = sample_message(project)
     url = environ.get("UTSKICK_SMTP_URL", "").strip()
     settings: SmtpSettings | None = None

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind."""
+"""Atomic file writes, the one writer of every output: a crash or Ctrl-C never leaves a
+half-written file behind."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,9 +77,10 @@ def _write(path: Path, raw: bytes, mode: int | None, private: bool) -> None:
         raise
 
 
-def make_folders(folder: Path, mode: int = 0o777) -> None:
-    """`folder` and any missing parents, each made with `mode` (less the umask); pathlib's
-    `mkdir(mode, parents=True)` makes the parents with the default mode instead."""
+def make_folders(folder: Path, mode: int = 0o777) -> list[Path]:
+    """`folder` and any missing parents, each made with `mode` (less the umask), parents first:
+    the folders it made. pathlib's `mkdir(mode, parents=True)` makes the parents with the
+    default mode instead."""
     missing: list[Path] = []
     while not folder.is_dir():
         if os.path.lexists(folder):
@@ -89,6 +91,26 @@ def make_folders(folder: Path, mode: int = 0o777) -> None:
         folder = folder.parent
     for f in reversed(missing):
         f.mkdir(mode=mode, exist_ok=True)
+    return missing[::-1]
+
+
+def write_tree(out: Path, files: Mapping[str, bytes], mode: int | None = None) -> list[Path]:
+    """Every file of one output (what `build` or `publish` writes) under `out`, each atomically.
+
+    With `mode` (a site a web server reads, whatever the umask) each file gets it and each folder
+    made for one the same with search rights (0644 makes folders 0755)."""
+    written = []
+    for name, data in files.items():
+        path = out / name
+        try:
+            for folder in make_folders(path.parent):
+                if mode is not None:
+                    folder.chmod(mode | (mode & 0o444) >> 2)
+        except OSError as e:
+            raise UtskickError(Problem(f"cannot write: {e.strerror or e}", path)) from None
+        write_atomic(path, data, mode)
+        written.append(path)
+    return written
 
 
 def bundled(package: str, source: Path, probe: str) -> Path:

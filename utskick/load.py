@@ -21,13 +21,12 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import Problem, UtskickError
 from .files import read_bytes
-from .model import Issue, Settings
+from .model import Issue
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[int | str, ...]
 
 NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
-SETTINGS_FILE = "newsletter.yaml"
 
 
 @dataclass
@@ -222,64 +221,6 @@ def parse(path: Path, model: type[M], text: str | None = None) -> Document[M]:
         problems.sort(key=lambda p: (p.line or 0, p.col or 0))
         raise UtskickError(problems) from None
     return Document(path, obj, marks)
-
-
-@dataclass
-class Project:
-    """A federation's folder: its settings and where every relative path points."""
-
-    settings_doc: Document[Settings]
-
-    @property
-    def settings(self) -> Settings:
-        return self.settings_doc.model
-
-    @property
-    def root(self) -> Path:
-        return self.settings_doc.path.parent
-
-    @property
-    def issues_dir(self) -> Path:
-        return self.root / "issues"
-
-    @property
-    def templates_dir(self) -> Path:
-        return self.root / "templates"
-
-    @property
-    def subscribers_dir(self) -> Path:
-        return self.root / "subscribers"
-
-    @property
-    def build_dir(self) -> Path:
-        return self.root / "build"
-
-    @property
-    def outbox_dir(self) -> Path:
-        return self.root / "outbox"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / ".utskick"
-
-    def issue_path(self, name: str | Path) -> Path:
-        """An issue by path, by file name or by slug ('2024-05' finds issues/2024-05.yaml)."""
-        p = Path(name)
-        if p.exists():
-            return p
-        for candidate in (self.issues_dir / p, self.issues_dir / f"{p}.yaml", self.issues_dir / f"{p}.yml"):
-            if candidate.exists():
-                return candidate
-        # Not found: name the file the editor most likely meant in the error.
-        return p if p.suffix in (".yaml", ".yml") or len(p.parts) > 1 else self.issues_dir / f"{p}.yaml"
-
-
-def load_project(config: Path | None = None) -> Project:
-    path = config if config is not None else Path.cwd() / SETTINGS_FILE
-    if not path.exists():
-        hint = "" if config else " (run 'utskick init' to create one, or pass --config FILE)"
-        raise UtskickError(Problem(f"settings file not found{hint}", path))
-    return Project(parse(path, Settings))
 
 
 SLUG_RE = re.compile(r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}(?<!\.)", re.IGNORECASE)

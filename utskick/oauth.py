@@ -28,7 +28,7 @@ from .files import write_atomic
 from .model import OAuth
 
 if TYPE_CHECKING:
-    from .load import Project
+    from .project import Project
 
 MARGIN = 300.0
 """Seconds before its expiry that a token is no longer handed to a new connection."""

@@ -16,7 +16,7 @@ from .budget import Budget, duration, when
 from .delivery import Outcome, Policy, Progress, Survey, daily_budget, survey
 from .errors import Problem, UtskickError
 from .journal import Journal
-from .load import Project
+from .project import Project
 from .message import MessageTemplate
 from .subscribers import Subscriber
 from .transport import Transport

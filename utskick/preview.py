@@ -25,7 +25,8 @@ import watchfiles
 
 from .errors import Problem, UtskickError, display_path
 from . import subscribers as subs
-from .load import Project, load_issue, load_project
+from .load import load_issue
+from .project import Project, load_project
 from .message import MessageTemplate, personalise
 from . import images
 from .images import Picture
@@ -76,9 +77,10 @@ class View:
 
 @dataclass
 class Preview:
-    """An issue, re-rendered on every save, for one subscriber."""
+    """An issue, re-rendered on every save, for one subscriber. `project` is as it was at the
+    start, for its paths: the settings themselves are read again on every save."""
 
-    settings_path: Path
+    project: Project
     issue_path: Path
     subscriber: Subscriber
     signer: Signer
@@ -103,7 +105,7 @@ class Preview:
             self._changed.notify_all()
 
     def _email(self, version: int) -> tuple[Email, tuple[Problem, ...]]:
-        project = load_project(self.settings_path)
+        project = load_project(self.project.settings_path)
         rendered = render(project, load_issue(self.issue_path))
         personal = personalise(rendered, self.subscriber, self.signer)
         preheader = rendered.issue.preheader
@@ -150,12 +152,12 @@ class Preview:
 
     @property
     def templates_dir(self) -> Path:
-        return (self.settings_path.parent / "templates").resolve()
+        return self.project.templates_dir.resolve()
 
     def watched(self) -> tuple[set[Path], set[Path]]:
         """(folders to watch, files in them that matter); folders so editors' rename-saves count."""
-        files = {self.settings_path, self.issue_path, self.templates_dir,
-                 *(self.settings_path.parent / "subscribers").glob("*.csv")}
+        files = {self.project.settings_path, self.issue_path, self.templates_dir,
+                 *self.project.subscribers_dir.glob("*.csv")}
         if self.view.email is not None:
             files.update(self.view.email.files)
         files = {f.resolve() for f in files}

@@ -30,15 +30,14 @@ from markupsafe import Markup
 
 from . import calendar, feed, images
 from .errors import Problem, UtskickError
-from .files import write_atomic
-from .load import Document, Project, load_issue
+from .load import Document, load_issue
+from .project import Project
 from .model import Image, Issue, Logo
 from .render import STRINGS, Rendered, inline, page_environment, render, template_problem
 
 INDEX = "index.html"
 FEED = "feed.xml"
-FILE_MODE = 0o644  # read by the web server, whoever it runs as
-FOLDER_MODE = 0o755
+FILE_MODE = 0o644  # read by the web server, whoever it runs as (its folders 0755)
 BLOCKS = ("header", "intro", "section", "calendar")
 RESERVED = {"index", "feed"}
 
@@ -122,7 +121,7 @@ def site_images(project: Project, doc: Document[Issue], rendered: Rendered) -> d
 def _images(project: Project, doc: Document[Issue]) -> Iterator[tuple[Path, Image | Logo]]:
     """Every image with the folder its src is relative to, settings first (as render does)."""
     if project.settings.logo:
-        yield project.settings_doc.path.parent, project.settings.logo
+        yield project.root, project.settings.logo
     issue = doc.model
     if issue.intro and issue.intro.image:
         yield doc.path.parent, issue.intro.image
@@ -246,10 +245,7 @@ def _issue_paths(project: Project, names: Iterable[str]) -> list[Path]:
     names = list(names)
     if names:
         return list(dict.fromkeys(project.issue_path(n) for n in names))
-    try:
-        found = sorted(p for p in project.issues_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    except OSError:
-        found = []
+    found = project.issues()
     if not found:
         raise UtskickError(Problem("no issues to publish (*.yaml)", project.issues_dir))
     return found
@@ -291,26 +287,3 @@ def _archive(project: Project, entries: list[feed.Entry]) -> str:
     context = {"settings": settings, "w": WEB_STRINGS[settings.language], "years": list(years.items()),
                "feed_href": FEED, "css": Markup(css)}
     return _with_csp(env.get_template(INDEX), context)
-
-
-def _folder(path: Path) -> None:
-    """The folder and any missing parents, each one a web server can list and read."""
-    if path.is_dir():
-        return
-    _folder(path.parent)
-    path.mkdir()
-    path.chmod(FOLDER_MODE)
-
-
-def write(out: Path, files: dict[str, bytes]) -> list[Path]:
-    """Each file atomically and readable by a web server; an unwritable folder is a located error."""
-    written = []
-    for name, data in files.items():
-        path = out / name
-        try:
-            _folder(path.parent)
-            write_atomic(path, data, FILE_MODE)
-        except OSError as e:
-            raise UtskickError(Problem(f"cannot write: {e.strerror or e}", path)) from None
-        written.append(path)
-    return written

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from . import signer, suppression
 from .errors import Problem, UtskickError
-from .load import Project
+from .project import Project
 
 TIME_HEADER = "X-Utskick-Time"
 NONCE_HEADER = "X-Utskick-Nonce"

@@ -30,7 +30,7 @@ from starlette.types import Message
 
 from . import signer
 from .errors import UtskickError
-from .load import Project
+from .project import Project
 from .model import Settings
 from .pull import BATCH, NONCE_HEADER, SIGNATURE_HEADER, TIME_HEADER, WINDOW, pull_path, signed_data, unsubscribe_path
 from .receiver_store import Store

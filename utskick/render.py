@@ -28,7 +28,8 @@ from . import calendar, images, markdown
 from .images import Picture
 from .errors import Problem, UtskickError
 from .files import bundled, make_folders
-from .load import Document, Project, slug_of
+from .load import Document, slug_of
+from .project import Project
 from .model import Event, Image, Issue, Logo, Settings
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -189,7 +190,7 @@ def _compiled_templates(project: Project) -> jinja2.BytecodeCache | None:
     """Compiling the theme's templates is half of a build's own time: keep them compiled in
     `.utskick/cache/templates/` (keyed by each template's source, so an edit recompiles it).
     A folder that cannot be made just means compiling every time."""
-    folder = project.state_dir / "cache" / "templates"
+    folder = project.cache_dir / "templates"
     try:
         make_folders(folder, 0o700)  # inside .utskick/, private like the journal
     except (OSError, UtskickError):
@@ -264,7 +265,7 @@ def _pictures(project: Project, docs: list[Document[Any]]) -> tuple[dict[Image |
     pictures: dict[Image | Logo, Picture] = {}
     problems: list[Problem] = []
     files: list[Path] = []
-    cache = project.state_dir / "cache"
+    cache = project.cache_dir
     for doc in docs:
         for loc, image in _local_images(doc):
             path = doc.path.parent / image.src

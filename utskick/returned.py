@@ -20,7 +20,7 @@ from .addresses import normalise
 from .errors import Problem
 from .inbox import Folder, Mail
 from .journal import Journal, find_message, now
-from .load import Project
+from .project import Project
 from .status import still_listed
 from .suppression import known_keys, resolve_tokens, suppress
 

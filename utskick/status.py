@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from .errors import UtskickError
 from .journal import Counts, Journal
-from .load import Project
-from .subscribers import list_paths, load_list, load_suppressed, merge, suppression_path
+from .project import Project
+from .subscribers import load_suppressed, merge
 
 
 def still_listed(project: Project) -> set[str] | None:
     """Everyone on any list and not suppressed; None when a list cannot be read (then nobody is
     taken for gone). Without a key: `status` must not create the secret."""
     try:
-        lists = [load_list(path) for path in list_paths(project).values()]
+        lists = [project.read_list(path) for path in project.list_paths().values()]
     except UtskickError:
         return None
-    suppressed, _ = load_suppressed(suppression_path(project))
+    suppressed, _ = load_suppressed(project.suppression_path)
     return {s.key for s in merge(lists, suppressed).subscribers}
 
 

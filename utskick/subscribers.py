@@ -14,12 +14,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .addresses import InvalidAddress, normalise
 from .csvfile import Table, read_cell, read_table
 from .errors import Problem, UtskickError
-from .load import Project
+
+if TYPE_CHECKING:  # a Project reads its lists with `load_list`
+    from .project import Project
 
 ADDRESS_COLUMNS = frozenset({"email", "e-mail", "e-post", "epost", "mail"})
 NAME_COLUMNS = frozenset({"name", "namn"})
@@ -185,10 +187,6 @@ def load_list(path: Path) -> SubscriberList:
     return SubscriberList(path.stem, path, columns, tuple(out), rows, invalid, tuple(problems))
 
 
-def suppression_path(project: Project) -> Path:
-    return project.subscribers_dir / f"{UNSUBSCRIBED}.csv"
-
-
 def load_suppressed(path: Path) -> tuple[frozenset[str], list[Problem]]:
     """The keys nobody may send to; a missing or empty file suppresses nobody."""
     if not path.exists():
@@ -204,24 +202,6 @@ def load_suppressed(path: Path) -> tuple[frozenset[str], list[Problem]]:
         else:
             keys.add(row[3])
     return frozenset(keys), problems
-
-
-def list_paths(project: Project) -> dict[str, Path]:
-    """Every list by name: each `subscribers/*.csv` except the suppression list."""
-    return {p.stem: p for p in sorted(project.subscribers_dir.glob("*.csv")) if p.stem != UNSUBSCRIBED}
-
-
-def list_path(project: Project, name: str) -> Path:
-    """The file of list `name`; an unknown name is an error naming the lists there are."""
-    stem = name.removesuffix(".csv")
-    path = project.subscribers_dir / f"{stem}.csv"
-    if stem == UNSUBSCRIBED:
-        raise UtskickError(Problem("is the suppression list, never a list to send to", path))
-    available = list_paths(project)
-    if stem not in available:
-        names = ", ".join(available) or "none yet: put <name>.csv files in this folder"
-        raise UtskickError(Problem(f"no list '{name}' (available: {names})", path))
-    return available[stem]
 
 
 @dataclass(frozen=True)
@@ -281,8 +261,8 @@ def recipients(project: Project, names: Sequence[str], fields: Iterable[str] = (
     Its problems are what `check --list` reports, `fields` (the template's columns) included,
     so `send` reads every list once.
     """
-    lists = [load_list(list_path(project, n)) for n in dict.fromkeys(names)]
-    suppressed, problems = load_suppressed(suppression_path(project))
+    lists = project.lists(names)
+    suppressed, problems = load_suppressed(project.suppression_path)
     found = merge(lists, suppressed)
     return Recipients(found.subscribers, problems + found.problems + column_problems(lists, fields), found.stats)
 
@@ -291,12 +271,12 @@ def overview(project: Project) -> tuple[list[ListStats], ListStats, list[Problem
     """Every list on its own and all of them together; an unusable file is an error, not a stop."""
     lists: list[SubscriberList] = []
     problems: list[Problem] = []
-    for path in list_paths(project).values():
+    for path in project.list_paths().values():
         try:
-            lists.append(load_list(path))
+            lists.append(project.read_list(path))
         except UtskickError as e:
             problems += e.problems
-    suppressed, sup_problems = load_suppressed(suppression_path(project))
+    suppressed, sup_problems = load_suppressed(project.suppression_path)
     each = [merge([lst], suppressed).stats[0] for lst in lists]
     union = total(merge(lists, suppressed).stats, "all lists")
     return each, union, sup_problems + [p for lst in lists for p in lst.problems] + problems
@@ -308,14 +288,13 @@ def check_lists(project: Project, names: Sequence[str], fields: Iterable[str], r
     Lists are personal data kept out of git, so a colleague's checkout may not have them: a list
     named only by the issue (`required=False`) and missing here is a warning, not an error.
     """
-    _, problems = load_suppressed(suppression_path(project))
+    _, problems = load_suppressed(project.suppression_path)
     lists: list[SubscriberList] = []
     for n in dict.fromkeys(names):
-        missing = project.subscribers_dir / f"{n.removesuffix('.csv')}.csv"
-        if not required and not missing.exists():
-            problems.append(Problem(f"list '{n}' is not in this folder, so it was not checked", missing, severity="warning"))
+        if not required and not project.list_file(n).exists():
+            problems.append(Problem(f"list '{n}' is not in this folder, so it was not checked", project.list_file(n), severity="warning"))
         else:
-            lists.append(load_list(list_path(project, n)))
+            lists.extend(project.lists([n]))
     return problems + [p for lst in lists for p in lst.problems] + column_problems(lists, fields)
 
 
@@ -339,8 +318,8 @@ def find(project: Project, address: str) -> Subscriber:
         key = normalise(address.strip())[1]
     except InvalidAddress as e:
         raise UtskickError(e.problem()) from None
-    for path in list_paths(project).values():
-        for s in load_list(path).subscribers:
+    for path in project.list_paths().values():
+        for s in project.read_list(path).subscribers:
             if s.key == key:
                 return s
     raise UtskickError(Problem(f"{address} is on no list here", project.subscribers_dir))

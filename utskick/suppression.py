@@ -18,12 +18,12 @@ from .csvfile import format_row, read_cell, read_table
 from .errors import Problem, UtskickError
 from .files import locked, write_atomic
 from .journal import keys_ever
-from .load import Project
+from .project import Project
 from . import signer
 from .signer import Signer
 from .subscribers import (
-    ADDRESS_COLUMNS, DATE_COLUMNS, REASON_COLUMNS, TOKEN_COLUMNS, address_column, list_paths, load_list,
-    load_suppressed, suppression_path, valid_rows,
+    ADDRESS_COLUMNS, DATE_COLUMNS, REASON_COLUMNS, TOKEN_COLUMNS, address_column,
+    load_suppressed, valid_rows,
 )
 
 
@@ -35,7 +35,7 @@ def suppress(target: Project | Path, entries: Iterable[tuple[str, str]], today: 
     interrupted run leaves the old file or the new one, never half of one. An invalid address
     raises before anything is written.
     """
-    path = target if isinstance(target, Path) else suppression_path(target)
+    path = target if isinstance(target, Path) else target.suppression_path
     # send (bounces) and unsubscribe may write at the same moment: read-modify-write under a lock.
     with locked(path.with_name(f".{path.name}.lock")):
         return _suppress(path, entries, today)
@@ -99,9 +99,9 @@ def resolve_tokens(signing: Signer, tokens: Iterable[str], candidates: Iterable[
 def known_keys(project: Project) -> Iterator[str]:
     """Everyone a token could belong to here: every list, the suppression list, then everyone the
     send journal has ever entered (a member who left a list may click last month's link)."""
-    for path in list_paths(project).values():
-        yield from (s.key for s in load_list(path).subscribers)
-    yield from load_suppressed(suppression_path(project))[0]
+    for path in project.list_paths().values():
+        yield from (s.key for s in project.read_list(path).subscribers)
+    yield from load_suppressed(project.suppression_path)[0]
     yield from keys_ever(project.state_dir)
 
 

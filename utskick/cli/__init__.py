@@ -23,9 +23,10 @@ import yaml
 from .. import schema as schemas
 from .. import subscribers as subs
 from ..errors import Problem, UtskickError, display_path
-from ..files import bundled, write_atomic
-from ..load import Document, Project, load_issue, load_project, slug_of
-from ..message import MessageTemplate, personalise
+from ..files import bundled, write_atomic, write_tree
+from ..load import Document, load_issue, slug_of
+from ..project import Project, load_project
+from ..build import files as build_files
 from ..model import Issue
 from ..render import Rendered, render
 from ..subscribers import SAMPLE
@@ -145,19 +146,9 @@ def build(obj: Context, issue: str, output: Path | None) -> None:
     project = obj.project()
     doc, rendered = load_rendered(project, issue)
     report(list(rendered.problems))
-    out = output or project.build_dir
-    sample = signer.sample()
-    personal = personalise(rendered, SAMPLE, sample)
-    written = {
-        f"{rendered.slug}.html": personal.html.encode(),
-        f"{rendered.slug}.txt": personal.text.encode(),
-        f"{rendered.slug}.eml": MessageTemplate.of(rendered, sample).message_for(SAMPLE),
-    }
-    written.update({a.filename: a.data for a in rendered.attachments})
-    written.update(rendered.web_files)
-    for name, data in written.items():
-        write_atomic(out / name, data)
-        click.echo(f"wrote {display_path(out / name)} ({len(data) / 1024:.1f} KB)")
+    files = build_files(rendered)
+    for path, data in zip(write_tree(output or project.build_dir, files), files.values()):
+        click.echo(f"wrote {display_path(path)} ({len(data) / 1024:.1f} KB)")
 
 
 @cli.command()
@@ -232,7 +223,7 @@ def next_issue(previous: dict[str, Any], today: Date) -> dict[str, Any]:
 def _readable_issues(project: Project) -> list[Document[Issue]]:
     """Every issue that loads: one broken draft must not stop `new` from finding the latest."""
     docs = []
-    for path in project.issues_dir.glob("*.yaml"):
+    for path in project.issues():
         try:
             docs.append(load_issue(path))
         except UtskickError:
@@ -291,7 +282,7 @@ def preview(obj: Context, issue: str, port: int, open_browser: bool, address: st
         raise UtskickError(Problem("file not found", path))
     # A real subscriber's link is signed with the real secret; the sample's with the sample key.
     subscriber, signing = (subs.find(project, address), signer.load(project.state_dir)) if address else (SAMPLE, signer.sample())
-    with serving(Preview(project.settings_doc.path, path, subscriber, signing), port) as server:
+    with serving(Preview(project, path, subscriber, signing), port) as server:
         click.echo(f"Previewing {display_path(path)} at {server.url} (Ctrl-C to stop)")
         if open_browser:
             webbrowser.open(server.url)

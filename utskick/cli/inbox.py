@@ -10,8 +10,7 @@ import click
 
 from .. import oauth
 from ..errors import display_path
-from ..load import Project
-from ..subscribers import suppression_path
+from ..project import Project
 from . import Context, cli, guarded, report
 
 if TYPE_CHECKING:  # imported when the command runs: every other command starts faster without them
@@ -58,7 +57,7 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
         folders = mail.imap_folders(accounts, lambda user: _tokens(project, user), readonly=dry_run,
                                     folder=folder, persons=lambda head: reports.persons(head, mailto))
     summary = returned.apply(project, folders, dry_run=dry_run, confirm=confirm)
-    where = display_path(suppression_path(project))
+    where = display_path(project.suppression_path)
     for line in summary.bounced:
         click.echo(f"bounced: {line}")
     for address in summary.unsubscribed:

@@ -80,6 +80,6 @@ def unsubscribe_command(obj: Context, items: tuple[str, ...], reason: str, sourc
         click.echo(f"unsubscribed {address}")
     for address in done.already:
         click.echo(f"already unsubscribed: {address}")
-    where = display_path(subs.suppression_path(project))
+    where = display_path(project.suppression_path)
     click.echo(f"{where}: {len(done.added)} added, {len(done.already)} already there")
     report(problems + done.problems)

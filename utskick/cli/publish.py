@@ -8,6 +8,7 @@ import click
 
 from .. import publish as site
 from ..errors import display_path
+from ..files import write_tree
 from . import Context, cli, guarded, report
 
 
@@ -30,5 +31,5 @@ def publish(obj: Context, issues: tuple[str, ...], output: Path | None) -> None:
     files, warnings = site.site(project, issues)
     report(warnings)
     out = output or project.root / "site"
-    for path in site.write(out, files):
+    for path in write_tree(out, files, site.FILE_MODE):
         click.echo(f"wrote {display_path(path)} ({path.stat().st_size / 1024:.1f} KB)")

@@ -20,7 +20,8 @@ from ..errors import Problem, UtskickError, display_path
 from ..csvfile import format_row
 from ..files import write_atomic
 from ..journal import Counts, Journal
-from ..load import Project, slug_of
+from ..load import slug_of
+from ..project import Project
 from ..message import MessageTemplate
 from ..oauth import SMTP, TokenSource, for_purpose
 from ..render import Rendered
