@@ -165,6 +165,7 @@ def read_table(path: Path, data: bytes | None = None) -> Table:
         data = read_bytes(path)
     text, encoding = decode(data, path)
     lines = io.StringIO(text, newline="").readlines()
+    del data, text  # the lines are all that is read from here: a list's size less in memory
     src = _Lines(lines)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     while src.pos < len(lines) and not lines[src.pos].strip():

@@ -161,7 +161,9 @@ def load_list(path: Path) -> SubscriberList:
             attrs[h] = i
     columns = frozenset({"email", *attrs, *(["name"] if name is not None else [])})
     names = {k: n for n, k in enumerate(attrs)}
-    same: dict[str, str] = {}  # a kommun or a roll repeats on many rows: keep one copy of each
+    # A kommun or a roll repeats on many rows, and so does a row's set of them: one copy of each.
+    same: dict[str, str] = {}
+    cells_of: dict[tuple[str, ...], Cells] = {}
     seen: dict[str, int] = {}
     out: list[Subscriber] = []
     problems: list[Problem] = []
@@ -178,11 +180,11 @@ def load_list(path: Path) -> SubscriberList:
             continue
         seen[key] = line
         n = len(cells)
+        values = tuple(same.setdefault(v, v) for v in (cells[i].strip() if i < n else "" for i in attrs.values()))
         out.append(Subscriber(
-            email, key,
+            email, email if key == email else key,  # most keys are the address as written
             cells[name].strip() if name is not None and name < n else "",
-            Cells(names, tuple(same.setdefault(v, v) for v in (cells[i].strip() if i < n else "" for i in attrs.values())))
-            if attrs else NO_CELLS,
+            cells_of.setdefault(values, Cells(names, values)) if attrs else NO_CELLS,
         ))
     return SubscriberList(path.stem, path, columns, tuple(out), rows, invalid, tuple(problems))
 
