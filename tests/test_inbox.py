@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import message_from_bytes
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from imap_server import NO_MOVE, TOKEN, Dovecot, dovecot
 from test_reports import mail
 
 from utskick import inbox, returned
+from utskick.credentials import Password, TokenWanted
 from utskick.errors import Problem, UtskickError
 from utskick.reports import persons
 from utskick.project import load_project
@@ -397,15 +398,24 @@ def test_a_persons_mail_is_read_as_its_header_alone(imap: Dovecot, project: Path
     assert b"RESOLVER.ADR.RecipientNotFound" in report.raw
 
 
-def test_a_token_provider_of_the_callers_own(imap: Dovecot, project: Path) -> None:
-    """The hook for an msal sign-in: any callable that returns an access token."""
-    oauth = [inbox.ImapAccount(a.host, a.port, a.implicit_tls, a.username, a.folders, xoauth2=True)
-             for a in inbox.from_environment()]
+class Fixed:
+    """A token source of the caller's own: the one token Dovecot takes."""
+
+    def token(self) -> str:
+        return TOKEN
+
+    def refused(self, token: str) -> None:
+        raise AssertionError("not refused")
+
+
+def test_a_token_source_of_the_callers_own(imap: Dovecot, project: Path) -> None:
+    """The hook for another sign-in: any `oauth.TokenSource`."""
+    oauth = [replace(a, sign_in=TokenWanted(a.username)) for a in inbox.from_environment()]
     asked = []
 
-    def tokens(user: str) -> inbox.TokenProvider:
+    def tokens(user: str) -> Fixed:
         asked.append(user)
-        return lambda: TOKEN
+        return Fixed()
 
     folders = list(inbox.imap_folders(oauth, tokens, readonly=True))
     assert asked == ["nyhetsbrev@sjolandet.example"]
@@ -440,11 +450,12 @@ def test_starttls_on_the_imap_port(imap: Dovecot, project: Path, run: Run, monke
 def test_urls_name_mailboxes_and_their_folders() -> None:
     a, b = inbox.parse_imap_urls("imaps://nyhetsbrev%40x.se:p%40ss@mail.x.se/INBOX, Avregistrera%20och%20svar ,"
                                  "imap://avregistrera%40x.se@mail.x.se:1143?auth=xoauth2", "hemligt")
-    assert (a.username, a.host, a.port, a.implicit_tls, a.folders, a.xoauth2, a.password) == \
-        ("nyhetsbrev@x.se", "mail.x.se", 993, True, ("INBOX", "Avregistrera och svar"), False, "hemligt")
-    assert (b.username, b.port, b.implicit_tls, b.folders, b.xoauth2) == ("avregistrera@x.se", 1143, False, ("INBOX",), True)
+    assert (a.username, a.host, a.port, a.implicit_tls, a.folders, a.sign_in) == \
+        ("nyhetsbrev@x.se", "mail.x.se", 993, True, ("INBOX", "Avregistrera och svar"), Password("nyhetsbrev@x.se", "hemligt"))
+    assert (b.username, b.port, b.implicit_tls, b.folders, b.sign_in) == \
+        ("avregistrera@x.se", 1143, False, ("INBOX",), TokenWanted("avregistrera@x.se"))
     assert "hemligt" not in repr(a)
-    assert inbox.parse_imap_urls("imaps://u%40x.se:p%40ss@h/INBOX")[0].password == "p@ss"
+    assert inbox.parse_imap_urls("imaps://u%40x.se:p%40ss@h/INBOX")[0].sign_in == Password("u@x.se", "p@ss")
 
 
 @pytest.mark.parametrize("url, expected", [

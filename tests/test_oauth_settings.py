@@ -19,6 +19,7 @@ from smtp_server import Recorder, Server, free_port
 
 from utskick import oauth
 from utskick import transport as transports
+from utskick.credentials import TokenWanted
 from utskick.errors import UtskickError
 from utskick.project import load_project
 
@@ -77,7 +78,7 @@ def test_xoauth2_url_problems(url: str, password: str | None, expected: str) -> 
 
 def test_xoauth2_options_combine() -> None:
     s = transports.parse_smtp_url("smtp://a%40b.se@127.0.0.1:2525?auth=xoauth2&starttls=require")
-    assert (s.xoauth2, s.starttls, s.username) == (True, True, "a@b.se")
+    assert (s.sign_in, s.starttls, s.username) == (TokenWanted("a@b.se"), True, "a@b.se")
     with pytest.raises(UtskickError, match="only ever sent over TLS"):
         transports.parse_smtp_url("smtp://a%40b.se@127.0.0.1:2525?auth=xoauth2")
 

@@ -13,7 +13,8 @@ from conftest import Run, token
 from sendkit import parse, write_list
 from smtp_server import Server, serve
 
-from utskick.transport import Fatal, parse_smtp_url
+from utskick.credentials import OAuth2, Password
+from utskick.transport import Fatal, SmtpTransport, parse_smtp_url
 from utskick.errors import UtskickError
 
 SUBJECT = "Nytt från Sjölandet – december 2026"
@@ -155,9 +156,12 @@ def test_suppressed_addresses_are_skipped(project: Path, run: Run) -> None:
 def test_smtp_url_rules() -> None:
     remote = parse_smtp_url("smtp://nyhetsbrev%40sjolandet.example:hemligt@smtp.example.se")
     assert (remote.port, remote.starttls, remote.implicit_tls) == (587, True, False)
-    assert remote.username == "nyhetsbrev@sjolandet.example" and remote.password == "hemligt"
+    assert remote.sign_in == Password("nyhetsbrev@sjolandet.example", "hemligt")
+    assert remote.username == "nyhetsbrev@sjolandet.example"
     assert "hemligt" not in remote.label and "hemligt" not in repr(remote)
-    assert parse_smtp_url("smtp://u@smtp.example.se", password="från-env").password == "från-env"
+    assert parse_smtp_url("smtp://u@smtp.example.se", password="från-env").sign_in == Password("u", "från-env")
+    assert parse_smtp_url("smtp://u@smtp.example.se").sign_in == Password("u", "")  # signs in with an empty one
+    assert parse_smtp_url("smtp://127.0.0.1:2525", password="oanvänt").sign_in is None
     assert parse_smtp_url("smtps://smtp.example.se").port == 465
     assert parse_smtp_url("smtps://smtp.example.se").implicit_tls
     assert not parse_smtp_url("smtp://127.0.0.1:2525").starttls  # plain only to loopback
@@ -166,6 +170,30 @@ def test_smtp_url_rules() -> None:
         with pytest.raises(UtskickError) as e:
             parse_smtp_url(bad)
         assert "UTSKICK_SMTP_URL" in str(e.value)
+
+
+class Secret:
+    """A token source whose repr would give itself away."""
+
+    def token(self) -> str:
+        return "token-hemligt"
+
+    def refused(self, token: str) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "token-hemligt"
+
+
+def test_the_transport_says_how_it_signs_in_and_never_with_what() -> None:
+    settings = parse_smtp_url("smtp://nyhetsbrev%40sjolandet.example:hemligt@smtp.example.se")
+    password = Password("nyhetsbrev@sjolandet.example", "hemligt")
+    token = OAuth2("nyhetsbrev@sjolandet.example", Secret())
+    with_password = SmtpTransport(settings, "nyhetsbrev@sjolandet.example", credentials=password)
+    with_token = SmtpTransport(settings, "nyhetsbrev@sjolandet.example", credentials=token)
+    assert with_password.label == "SMTP nyhetsbrev@sjolandet.example@smtp.example.se:587 (STARTTLS)"
+    assert with_token.label == "SMTP nyhetsbrev@sjolandet.example@smtp.example.se:587 (STARTTLS, XOAUTH2)"
+    assert "hemligt" not in repr(password) + repr(token)
 
 
 def test_fatal_carries_code_and_recipient() -> None:

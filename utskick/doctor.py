@@ -14,7 +14,7 @@ import email
 import os
 import socket
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email import policy
 
 import aiosmtplib
@@ -22,12 +22,13 @@ import dns.resolver
 
 from . import dns_checks, replies, signer
 from .addresses import InvalidAddress, ascii_form, normalise
+from .credentials import OAuth2, Password, Tokens, TokenWanted, signing_in
 from .dns_checks import Check
 from .errors import UtskickError
 from .load import load_issue
 from .project import Project
 from .message import MessageTemplate
-from .oauth import SMTP, TOKEN_REFUSED, TokenSource, for_purpose
+from .oauth import SMTP, TOKEN_REFUSED, for_purpose
 from .render import render
 from .subscribers import SAMPLE
 from .transport import SmtpSettings, parse_smtp_url, trusting
@@ -98,7 +99,7 @@ def sent_items() -> Check:
                  "that deletes after a few days, or watch the mailbox's size")
 
 
-async def relay(settings: SmtpSettings, tls: ssl.SSLContext | None, tokens: Callable[[], TokenSource | None],
+async def relay(settings: SmtpSettings, tls: ssl.SSLContext | None, tokens: Tokens,
                 largest: int | None, timeout: float = TIMEOUT) -> list[Check]:
     """Connect, TLS, EHLO, sign in, QUIT: a line for each, up to the first that fails."""
     where = f"{settings.host}:{settings.port}"
@@ -165,8 +166,9 @@ def _tls_failure(e: ssl.SSLError, where: str) -> Check:
 def _offers(client: aiosmtplib.SMTP, settings: SmtpSettings, largest: int | None) -> list[Check]:
     out = []
     offered = [m.upper() for m in client.server_auth_methods]
-    if settings.username:
-        wanted = ("XOAUTH2",) if settings.xoauth2 else PASSWORD_MECHANISMS
+    if settings.sign_in is not None:
+        xoauth2 = isinstance(settings.sign_in, TokenWanted)
+        wanted = ("XOAUTH2",) if xoauth2 else PASSWORD_MECHANISMS
         usable = [m for m in offered if m in wanted]
         if not offered:
             out.append(Check("AUTH", "FAIL", "the relay offers no sign-in (AUTH) here",
@@ -175,7 +177,7 @@ def _offers(client: aiosmtplib.SMTP, settings: SmtpSettings, largest: int | None
                              "-SmtpClientAuthenticationDisabled $false)"))
         elif not usable:
             fix = ("add ?auth=xoauth2 to UTSKICK_SMTP_URL (see README: Microsoft 365)" if "XOAUTH2" in offered
-                   else "sign in with a password (remove ?auth=xoauth2)" if settings.xoauth2 else "ask the relay's administrator")
+                   else "sign in with a password (remove ?auth=xoauth2)" if xoauth2 else "ask the relay's administrator")
             out.append(Check("AUTH", "FAIL", f"offers {' '.join(offered)}, none of {' '.join(wanted)}", fix))
         else:
             out.append(Check("AUTH", "ok", f"offers {' '.join(offered)}"))
@@ -198,29 +200,32 @@ def _offers(client: aiosmtplib.SMTP, settings: SmtpSettings, largest: int | None
     return out
 
 
-async def _sign_in(client: aiosmtplib.SMTP, settings: SmtpSettings, tokens: Callable[[], TokenSource | None]) -> Check:
-    if not settings.username:
+async def _sign_in(client: aiosmtplib.SMTP, settings: SmtpSettings, tokens: Tokens) -> Check:
+    if settings.sign_in is None:
         return Check("sign-in", "ok", "none: the relay takes mail without AUTH")
+    username = settings.sign_in.username
     token = ""
     try:
-        if settings.xoauth2:
-            source = tokens()
-            if source is None:
+        match signing_in(settings.sign_in, tokens):
+            case None:
                 return Check("sign-in", "FAIL", "?auth=xoauth2 needs a token",
                              "set UTSKICK_SMTP_TOKEN_COMMAND, or sending.oauth in the settings (see README: Microsoft 365)")
-            token = await asyncio.to_thread(source.token)
-            await client.auth_xoauth2(settings.username, token)
-        else:
-            if not settings.password:
-                return Check("sign-in", "FAIL", f"no password for {settings.username}", "set UTSKICK_SMTP_PASSWORD")
-            await client.login(settings.username, settings.password)
+            case OAuth2(tokens=source):
+                token = await asyncio.to_thread(source.token)
+                await client.auth_xoauth2(username, token)
+                how = "XOAUTH2"
+            case Password(secret=""):
+                return Check("sign-in", "FAIL", f"no password for {username}", "set UTSKICK_SMTP_PASSWORD")
+            case Password(secret=secret):
+                await client.login(username, secret)
+                how = "password"
     except UtskickError as e:
-        return Check("sign-in", "FAIL", f"no token for {settings.username}: {e.problems[0].message}", "see the message")
+        return Check("sign-in", "FAIL", f"no token for {username}: {e.problems[0].message}", "see the message")
     except aiosmtplib.SMTPAuthenticationError as e:
         hint = TOKEN_REFUSED if token else replies.for_send(replies.Reply(e.code, e.message), "auth")[1]
-        return Check("sign-in", "FAIL", f"{settings.username} was refused ({e.code} {e.message.splitlines()[0]})",
+        return Check("sign-in", "FAIL", f"{username} was refused ({e.code} {e.message.splitlines()[0]})",
                      hint or "check the user name and UTSKICK_SMTP_PASSWORD")
-    return Check("sign-in", "ok", f"signed in as {settings.username} ({'XOAUTH2' if settings.xoauth2 else 'password'}), then QUIT")
+    return Check("sign-in", "ok", f"signed in as {username} ({how}), then QUIT")
 
 
 def run(project: Project, resolve: dns.resolver.Resolver, environ: Mapping[str, str] = os.environ,
@@ -241,8 +246,7 @@ def run(project: Project, resolve: dns.resolver.Resolver, environ: Mapping[str, 
             checks.append(Check("transport", "FAIL", e.problems[0].message, "see the README, Sending"))
         else:
             checks.append(Check("transport", "ok", settings.label))
-            mailbox = settings.username or ""
-            checks += asyncio.run(relay(settings, tls, lambda: for_purpose(SMTP, project, mailbox, environ),
+            checks += asyncio.run(relay(settings, tls, lambda mailbox: for_purpose(SMTP, project, mailbox, environ),
                                         len(message) if message is not None else None, timeout))
             checks.append(from_address(project, settings))
     domain = ascii_form(project.settings.sender.address).rpartition("@")[2]

@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,14 +22,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from .credentials import Credentials, OAuth2, Password, SignIn, Tokens, TokenWanted, signing_in
 from .environment import variable
 from .errors import Problem, UtskickError, display_path
 from .files import read_bytes
 
-TokenProvider = Callable[[], str]
-"""Returns an OAuth2 access token for a mailbox (an `oauth.TokenSource`'s `token`, or any sign-in)."""
-Tokens = Callable[[str], TokenProvider | None]
-"""The token provider for a mailbox's user name, None when there is none (as `oauth.for_purpose`)."""
 PersonsTest = Callable[[bytes], bool]
 """Whether a message's header shows it to be a person's, so its body is not needed (`reports.persons`)."""
 
@@ -105,10 +102,12 @@ class ImapAccount:
     host: str
     port: int
     implicit_tls: bool
-    username: str
     folders: tuple[str, ...]
-    xoauth2: bool = False
-    password: str | None = field(default=None, repr=False)
+    sign_in: SignIn
+
+    @property
+    def username(self) -> str:
+        return self.sign_in.username
 
     @property
     def label(self) -> str:
@@ -130,8 +129,7 @@ def parse_imap_urls(value: str, password: str | None = None) -> list[ImapAccount
             if not accounts:
                 raise _bad("must start with imaps://user@host/FOLDER")
             last = accounts.pop()
-            accounts.append(ImapAccount(last.host, last.port, last.implicit_tls, last.username,
-                                        last.folders + (unquote(piece),), last.xoauth2, last.password))
+            accounts.append(replace(last, folders=last.folders + (unquote(piece),)))
             continue
         accounts.append(_account(piece, password))
     if not accounts:
@@ -155,12 +153,12 @@ def _account(url: str, password: str | None) -> ImapAccount:
     query = parse_qs(parts.query)
     if set(query) - {"auth"} or query.get("auth", ["password"])[-1].lower() not in ("password", "xoauth2"):
         raise _bad("the only option after '?' is auth=xoauth2")
+    username = unquote(parts.username)
     xoauth2 = query.get("auth", [""])[-1].lower() == "xoauth2"
+    sign_in = TokenWanted(username) if xoauth2 else Password(username, password or unquote(parts.password or ""))
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    secret = password or (unquote(parts.password) if parts.password else None)
     implicit = scheme == "imaps"
-    return ImapAccount(parts.hostname, port or (993 if implicit else 143), implicit, unquote(parts.username),
-                       (folder,), xoauth2, secret)
+    return ImapAccount(parts.hostname, port or (993 if implicit else 143), implicit, (folder,), sign_in)
 
 
 def tls_context() -> ssl.SSLContext:
@@ -181,7 +179,7 @@ def _failed(account: ImapAccount, e: BaseException) -> UtskickError:
                "for a server with its own CA"
     elif isinstance(e, ssl.SSLError):
         what = f"TLS failed ({e.reason or e})"
-    elif isinstance(e, LoginError) and account.xoauth2:
+    elif isinstance(e, LoginError) and isinstance(account.sign_in, TokenWanted):
         what = ("the token was refused: check that it is for this mailbox and for IMAP (Microsoft 365: the app's "
                 "IMAP.AccessAsApp, or the person's IMAP.AccessAsUser.All; see README: Microsoft 365)")
     elif isinstance(e, LoginError):
@@ -205,11 +203,12 @@ def talking(account: ImapAccount) -> Iterator[None]:
 
 
 @contextmanager
-def signed_in(account: ImapAccount, token: TokenProvider | None, context: ssl.SSLContext) -> Iterator[IMAPClient]:
-    if account.xoauth2 and token is None:
+def signed_in(account: ImapAccount, credentials: Credentials | None, context: ssl.SSLContext) -> Iterator[IMAPClient]:
+    """`credentials` as `signing_in(account.sign_in, ...)` gives them: None when a token is wanted and there is none."""
+    if credentials is None:
         raise UtskickError(Problem(f"{account.label}: ?auth=xoauth2 needs a token: set UTSKICK_IMAP_TOKEN_COMMAND, "
                                    "or sending.oauth in the settings (see README: Microsoft 365)", where="IMAP"))
-    if not account.xoauth2 and account.password is None:
+    if isinstance(credentials, Password) and not credentials.secret:
         raise UtskickError(Problem(f"{account.label}: no password: set UTSKICK_IMAP_PASSWORD, or use ?auth=xoauth2",
                                    where="IMAP"))
     with talking(account):
@@ -219,12 +218,13 @@ def signed_in(account: ImapAccount, token: TokenProvider | None, context: ssl.SS
         with talking(account):
             if not account.implicit_tls:
                 client.starttls(context)
-            if token is not None and account.xoauth2:
-                client.oauth2_login(account.username, token())
-            elif client.has_capability("AUTH=PLAIN"):
-                client.plain_login(account.username, account.password)  # UTF-8; LOGIN is ASCII only
-            else:
-                client.login(account.username, account.password)
+            match credentials:
+                case OAuth2(username, tokens):
+                    client.oauth2_login(username, tokens.token())
+                case Password(username, secret) if client.has_capability("AUTH=PLAIN"):
+                    client.plain_login(username, secret)  # UTF-8; LOGIN is ASCII only
+                case Password(username, secret):
+                    client.login(username, secret)
         yield client
     finally:
         try:
@@ -316,7 +316,7 @@ def imap_folders(accounts: Sequence[ImapAccount], tokens: Tokens, readonly: bool
     taking the next. `folder` replaces the URL's folders in every mailbox (`--folder`)."""
     context = tls_context()
     for account in accounts:
-        with signed_in(account, tokens(account.username) if account.xoauth2 else None, context) as client:
+        with signed_in(account, signing_in(account.sign_in, tokens), context) as client:
             for name in (folder,) if folder else account.folders:
                 yield ImapFolder(client, account, name, readonly, persons)
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from .. import oauth
+from ..credentials import Tokens
 from ..errors import display_path
 from ..project import Project
 from . import Context, cli, guarded, report
 
-if TYPE_CHECKING:  # imported when the command runs: every other command starts faster without them
-    from ..inbox import TokenProvider
 
-
-def _tokens(project: Project, user: str) -> TokenProvider | None:
+def _tokens(project: Project) -> Tokens:
     """UTSKICK_IMAP_TOKEN_COMMAND, else the sign-in of `sending.oauth`: one set-up serves both."""
-    source = oauth.for_purpose(oauth.IMAP, project, user)
-    return source.token if source is not None else None
+    return lambda user: oauth.for_purpose(oauth.IMAP, project, user)
 
 
 @cli.command("inbox")
@@ -54,7 +50,7 @@ def inbox_command(obj: Context, source: Path | None, folder: str | None, dry_run
     else:
         accounts = mail.from_environment()
         mailto = project.settings.unsubscribe.mailto
-        folders = mail.imap_folders(accounts, lambda user: _tokens(project, user), readonly=dry_run,
+        folders = mail.imap_folders(accounts, _tokens(project), readonly=dry_run,
                                     folder=folder, persons=lambda head: reports.persons(head, mailto))
     summary = returned.apply(project, folders, dry_run=dry_run, confirm=confirm)
     where = display_path(project.suppression_path)

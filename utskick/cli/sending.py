@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
 
 import click
 from rich.console import Console
@@ -16,6 +15,7 @@ from .. import plan as plans
 from .. import subscribers as subs
 from .. import transport as transports
 from ..addresses import InvalidAddress, normalise
+from ..credentials import Tokens
 from ..errors import Problem, UtskickError, display_path
 from ..csvfile import format_row
 from ..files import write_atomic
@@ -23,7 +23,7 @@ from ..journal import Counts, Journal
 from ..load import slug_of
 from ..project import Project
 from ..message import MessageTemplate
-from ..oauth import SMTP, TokenSource, for_purpose
+from ..oauth import SMTP, for_purpose
 from ..render import Rendered
 from ..subscribers import Subscriber
 from . import Context, cli, guarded, load_rendered, report
@@ -154,7 +154,7 @@ def _pull_first(project: Project, no_pull: bool) -> None:
                                                  "fix that, or send with --no-pull")]) from None
 
 
-def _tokens(project: Project) -> Callable[[str], TokenSource | None]:
+def _tokens(project: Project) -> Tokens:
     return lambda mailbox: for_purpose(SMTP, project, mailbox)
 
 

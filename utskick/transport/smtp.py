@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import ssl
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,25 +21,35 @@ import aiosmtplib
 
 from .. import replies
 from ..addresses import ascii_form
+from ..credentials import Credentials, OAuth2, Password, SignIn, TokenWanted
 from ..errors import Problem, UtskickError
-from ..oauth import TOKEN_REFUSED, TokenSource
+from ..oauth import TOKEN_REFUSED
 from .base import SMTP_TIMEOUT, Bounced, BudgetReached, Committing, Fatal, Stage, Temporary, TransportError
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """What UTSKICK_SMTP_URL says: where, how secured, and who signs in (None: nobody)."""
+
     host: str
     port: int
     implicit_tls: bool
     starttls: bool
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    xoauth2: bool = False
+    sign_in: SignIn | None = None
+
+    @property
+    def username(self) -> str | None:
+        return self.sign_in.username if self.sign_in is not None else None
 
     @property
     def label(self) -> str:
-        who = f"{self.username}@" if self.username else ""
+        return self.describe(self.sign_in)
+
+    def describe(self, sign_in: SignIn | Credentials | None) -> str:
+        """The relay as a transport's label, signed in with `sign_in`; never a password."""
+        who = f"{sign_in.username}@" if sign_in is not None else ""
         security = "TLS" if self.implicit_tls else ("STARTTLS" if self.starttls else "plain, loopback only")
-        return f"SMTP {who}{self.host}:{self.port} ({security}{', XOAUTH2' if self.xoauth2 else ''})"
+        xoauth2 = ", XOAUTH2" if isinstance(sign_in, (TokenWanted, OAuth2)) else ""
+        return f"SMTP {who}{self.host}:{self.port} ({security}{xoauth2})"
 
 
 def is_loopback(host: str) -> bool:
@@ -95,11 +105,12 @@ def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
     if username and not (implicit or starttls):
         raise bad("credentials are only ever sent over TLS, and this is plain SMTP: use smtps://, "
                   "add ?starttls=require, or leave the user name out for a local relay")
-    secret = password if password else (unquote(parts.password) if parts.password else None)
+    secret = password or unquote(parts.password or "")
     if xoauth2 and (secret or not username):
         raise bad("?auth=xoauth2 signs in as the mailbox in the user name (smtp://name%40example.se@host:587) "
                   "with a token, not a password: remove the password from the URL and UTSKICK_SMTP_PASSWORD")
-    return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, username, secret, xoauth2)
+    sign_in = (TokenWanted(username) if xoauth2 else Password(username, secret)) if username else None
+    return SmtpSettings(host, port or (465 if implicit else 587), implicit, starttls, sign_in)
 
 
 def classify(code: int, message: str, stage: Stage, recipient: str | None) -> TransportError:
@@ -272,29 +283,32 @@ class SmtpTransport:
     rate_limited = True
 
     def __init__(self, settings: SmtpSettings, sender: str, timeout: float = SMTP_TIMEOUT,
-                 tls_context: ssl.SSLContext | None = None, tokens: TokenSource | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, credentials: Credentials | None = None) -> None:
+        """`settings` say where; `credentials` (`credentials.signing_in(settings.sign_in, tokens)`) sign in."""
         self.settings = settings
-        self.tokens = tokens
+        self.credentials = credentials
         self.sender = sender
         self.timeout = timeout
         self.tls_context = tls_context
-        self.label = settings.label
+        self.label = settings.describe(credentials)
         self._hostname: str | None = None
 
     async def connect(self, renewed: bool = False) -> SmtpConnection:
-        s = self.settings
+        s, c = self.settings, self.credentials
         if self._hostname is None:
             self._hostname = await asyncio.to_thread(socket.getfqdn)
+        username = c.username if c is not None else None
+        tokens = c.tokens if isinstance(c, OAuth2) else None
         used: list[str] = []
 
         async def token() -> str:
-            assert self.tokens is not None
-            used.append(await asyncio.to_thread(self.tokens.token))
+            assert tokens is not None
+            used.append(await asyncio.to_thread(tokens.token))
             return used[-1]
 
         client = aiosmtplib.SMTP(
-            hostname=s.host, port=s.port, username=s.username, password=s.password,
-            oauth_token_generator=token if s.xoauth2 else None,
+            hostname=s.host, port=s.port, username=username, password=c.secret if isinstance(c, Password) else None,
+            oauth_token_generator=token if tokens is not None else None,
             use_tls=s.implicit_tls, start_tls=s.starttls, validate_certs=True,
             tls_context=self.tls_context, timeout=self.timeout, local_hostname=self._hostname,
         )
@@ -302,14 +316,14 @@ class SmtpTransport:
         try:
             await client.connect()
         except UtskickError as e:  # no token to be had
-            raise Fatal(f"no token to sign in as {s.username!r}: {'; '.join(p.message for p in e.problems)}",
+            raise Fatal(f"no token to sign in as {username!r}: {'; '.join(p.message for p in e.problems)}",
                         stage="auth") from None
         except aiosmtplib.SMTPAuthenticationError as e:
-            if self.tokens is not None and used and not renewed:
+            if tokens is not None and used and not renewed:
                 # Revoked or expired early: one new token, then the refusal stands.
-                self.tokens.refused(used[-1])
+                tokens.refused(used[-1])
                 return await self.connect(renewed=True)
-            raise Fatal(f"authentication failed for {s.username!r} ({e.code} {e.message})", code=e.code, stage="auth",
+            raise Fatal(f"authentication failed for {username!r} ({e.code} {e.message})", code=e.code, stage="auth",
                         hint=TOKEN_REFUSED if used else replies.for_send(replies.Reply(e.code, e.message), "auth")[1]) from None
         except aiosmtplib.SMTPConnectResponseError as e:
             if 400 <= e.code < 500:
