@@ -395,3 +395,20 @@ def test_one_secret_even_when_made_at_once(tmp_path: Path, monkeypatch: pytest.M
         made = pool.map(token_made_by, [tmp_path / ".utskick"] * 8)
     assert len(set(made)) == 1
     assert (tmp_path / ".utskick" / "secret").stat().st_mode & 0o777 == 0o600
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a@x.example", "b", ";", ",", '"', "\n", "\r", "\r\n", "é", " "]), max_size=40))
+def test_a_list_read_once_reads_as_the_whole_file_does(pieces: list[str]) -> None:
+    """Letting go of read lines (`read_once`) must never change a row, even when a broken quote
+    makes the reader go back; and the lines are split as universal newlines split them."""
+    import io
+
+    from utskick.csvfile import LINE, read_table
+
+    data = ("email;namn\n" + "".join(pieces)).encode()
+    assert LINE.findall(data.decode()) == io.StringIO(data.decode(), newline="").readlines()
+    whole = list(read_table(Path("lista.csv"), data))
+    once = read_table(Path("lista.csv"), data)
+    once.read_once()
+    assert list(once) == whole

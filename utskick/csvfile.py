@@ -83,6 +83,14 @@ class _Lines:
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self.pos = 0
+        self.forgotten: int | None = None  # with `Table.read_once`: lines before this are let go
+
+    def forget_before(self, line: int) -> None:
+        """Let go of the lines before `line` (0-based): no rewind goes back past a finished row."""
+        if self.forgotten is not None:
+            for i in range(self.forgotten, line):
+                self.lines[i] = ""
+            self.forgotten = max(self.forgotten, line)
 
     def __iter__(self) -> _Lines:
         return self
@@ -129,7 +137,13 @@ class Table:
 
     def text(self) -> str:
         """The whole decoded file, to write it back with rows added."""
+        assert self._lines.forgotten is None, "read_once let go of the lines"
         return "".join(self._lines.lines)
+
+    def read_once(self) -> None:
+        """Let each line go once its row is read: a list read to send to is 100,000 lines that
+        would otherwise sit in memory beside its subscribers until the end. No `text()` after."""
+        self._lines.forgotten = 0
 
     def encode(self, text: str) -> bytes:
         """`text` (the file with rows added) as bytes in this file's encoding."""
@@ -157,6 +171,12 @@ class Table:
                 continue
             if "".join(cells).strip():
                 yield first, cells, ""
+            src.forget_before(src.pos)
+
+
+LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+"""A line with its ending (\n, \r\n or \r, as universal newlines): io.StringIO's readlines
+would do, but copies the text into a buffer of four bytes a character first."""
 
 
 def read_table(path: Path, data: bytes | None = None) -> Table:
@@ -164,7 +184,7 @@ def read_table(path: Path, data: bytes | None = None) -> Table:
     if data is None:
         data = read_bytes(path)
     text, encoding = decode(data, path)
-    lines = io.StringIO(text, newline="").readlines()
+    lines = LINE.findall(text)
     del data, text  # the lines are all that is read from here: a list's size less in memory
     src = _Lines(lines)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"

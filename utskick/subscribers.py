@@ -153,6 +153,7 @@ class SubscriberList:
 def load_list(path: Path) -> SubscriberList:
     """Read one list; raises UtskickError only when the file as a whole is unusable."""
     table = read_table(path)
+    table.read_once()
     address = address_column(table)
     name = table.column(NAME_COLUMNS)
     attrs: dict[str, int] = {}
