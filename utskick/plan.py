@@ -71,6 +71,10 @@ class Plan:
         return f"over the day's budget of {self.budget.limit}: {later} go after {when(start)} (run the same command then)"
 
     def run(self, on_progress: Progress | None = None) -> Outcome:
+        """Send. With nothing left to send it still settles what an earlier run left, should that
+        run have been killed before it got so far: its bounces go to unsubscribed.csv."""
+        if self.to_send == 0 and not Journal.exists(self.project.state_dir):
+            return Outcome(self.survey.counts)
         return delivery.send(self.project, self.template, self.transport, self.recipients,
                              resend_uncertain=self.resend_uncertain, policy=self.policy, on_progress=on_progress)
 

@@ -109,10 +109,7 @@ def send(obj: Context, issue: str, lists: tuple[str, ...], yes: bool, dry_run: b
         click.echo("dry run: nothing was sent")
         return
     if to_send == 0:
-        if Journal.exists(project.state_dir):
-            with Journal.open(project.state_dir, slug, transport.kind) as settled:
-                late = delivery.suppress_bounced(project, settled)
-            _bounced(late)
+        _bounced(plan.run().suppressed)
         click.echo("nothing left to send" + (f"; {c.uncertain} uncertain (see --resend-uncertain)" if c.uncertain else ""))
         return
     if not _confirm(yes, f"Send to {to_send} recipient(s)?"):
