@@ -33,6 +33,8 @@ class Script:
     received: list[tuple[str, bytes]] = field(default_factory=list)
     together: list[int] = field(default_factory=list)
     """For each MAIL: how many commands (MAIL included) arrived in the same read."""
+    after_dot: list[bool] = field(default_factory=list)
+    """For each MAIL: whether it came in the same read as the previous message's final dot."""
     commands: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,6 +70,7 @@ class _Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        dot = False
         while self.transport is not None and not self.transport.is_closing():
             if self.content is not None:
                 if self.buffer.startswith(b".\r\n"):  # an empty message
@@ -79,6 +82,7 @@ class _Session(asyncio.Protocol):
                     self.content += self.buffer[:end + 2]
                     self.buffer = self.buffer[end + 5:]
                 self.finish()
+                dot = True
                 continue
             line, sep, rest = self.buffer.partition(b"\r\n")
             if not sep:
@@ -89,6 +93,7 @@ class _Session(asyncio.Protocol):
                 ahead = [c[:4].upper() for c in rest.split(b"\r\n")[:2]]
                 with self.script.lock:
                     self.script.together.append(1 + sum(1 for c in ahead if c in (b"RCPT", b"DATA")))
+                    self.script.after_dot.append(dot)
             self.command(line.decode("ascii", "replace"))
 
     def command(self, line: str) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from utskick.delivery import Policy
 from utskick.journal import Journal
-from utskick.transport import Bounced
+from utskick.transport import Bounced, Temporary
 
 from pipelining_server import Script, serve
 from sendkit import parse, send, smtp, write_list
@@ -109,3 +110,77 @@ def test_a_connection_lost_after_the_content_is_uncertain_not_sent(project: Path
     assert set(journal.values()) == {"sent"}
     assert [r.email for r in outcome.uncertain] == [victim]
     assert script.addresses().count(victim) == (1 if kept else 0)
+
+
+ONE = Policy(concurrency=1, per_second=None, retries=3, backoff=0.01, backoff_cap=0.05)
+
+
+def test_the_next_transaction_goes_out_with_the_final_dot(project: Path) -> None:
+    """One round trip a message from the second on: MAIL, RCPT and DATA of the next recipient
+    follow the previous message's dot in the same write (RFC 2920, 3.1)."""
+    addresses = write_list(project, 6)
+    script = Script()
+    with serve(script) as port:
+        outcome = send(smtp(f"smtp://127.0.0.1:{port}"), policy=ONE)
+    assert outcome.stopped is None and outcome.counts.sent == 6
+    assert script.after_dot == [False] + [True] * 5
+    assert script.together == [3] * 6
+    assert script.addresses() == addresses
+    for address, raw in script.received:
+        assert parse(raw)["To"].addresses[0].addr_spec == address
+
+
+@pytest.mark.parametrize("answer", ["451 4.3.0 try again", "550 5.6.0 content refused"])
+def test_a_refused_dot_with_the_next_transaction_open(project: Path, answer: str) -> None:
+    """The dot's refusal ends only its own transaction. A 4xx is retried over a new link and the
+    next recipient, already started, still gets the message once; a 5xx stops the send, and the
+    started transaction is dropped unsent: the next recipient stays pending, mailed by nobody."""
+    addresses = write_list(project, 4)
+    victim, following = addresses[1], addresses[2]
+    refused: list[str] = []
+
+    def refuse_once(rcpt: str) -> str | None:
+        if rcpt == victim and not refused:
+            refused.append(rcpt)
+            return answer
+        return None
+
+    script = Script(on_content=refuse_once)
+    with serve(script) as port:
+        outcome = send(smtp(f"smtp://127.0.0.1:{port}"), policy=ONE)
+    assert refused
+    journal = states(project)
+    if answer.startswith("4"):
+        assert outcome.stopped is None
+        assert sorted(script.addresses()) == sorted(addresses)
+        assert set(journal.values()) == {"sent"}
+    else:
+        assert outcome.stopped is not None and outcome.stopped.code == 550
+        assert script.addresses() == [addresses[0]]
+        assert journal[victim] == journal[following] == "pending"
+        assert script.after_dot[-1]  # the following one had been started with the dot
+    assert "RSET" not in script.commands
+
+
+def test_a_started_transaction_nobody_sends_delivers_nothing(project: Path) -> None:
+    """Closing, or sending to someone else, abandons the started transaction by dropping the
+    link: never a dot, so nothing reaches the one it was started for."""
+    message = b"Subject: x\r\n\r\nhej\r\n"
+
+    async def run(port: int) -> None:
+        transport = smtp(f"smtp://127.0.0.1:{port}")
+        connection = await transport.connect()
+        await connection.send(1, "anna@kommun.example", message, lambda: None, then="bo@kommun.example")
+        await connection.close()
+        connection = await transport.connect()
+        await connection.send(2, "cecilia@kommun.example", message, lambda: None, then="bo@kommun.example")
+        with pytest.raises(Temporary) as abandoned:
+            await connection.send(3, "david@kommun.example", message, lambda: None)
+        assert abandoned.value.reconnect
+        await connection.close()
+
+    script = Script()
+    with serve(script) as port:
+        asyncio.run(asyncio.wait_for(run(port), 10))
+    assert script.addresses() == ["anna@kommun.example", "cecilia@kommun.example"]
+    assert script.commands.count("RCPT") == 4 and "QUIT" not in script.commands

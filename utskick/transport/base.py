@@ -57,10 +57,14 @@ Committing = Callable[[], None]
 
 
 class Connection(Protocol):
-    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing,
+                   then: str | None = None) -> str:
         """Deliver one message; call `committing` just before the server can accept it.
 
-        Returns the server's final reply. Raises `TransportError`s.
+        `then`: the recipient the next `send` on this connection will be for, when the caller
+        knows it; a backend may start that transaction early (and abandons it, delivering
+        nothing, should the next call be for someone else or be `close`). Returns the server's
+        final reply. Raises `TransportError`s.
         """
 
     async def close(self) -> None: ...

@@ -30,7 +30,8 @@ class OutboxConnection:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing) -> str:
+    async def send(self, seq: int, recipient: str, message: bytes, committing: Committing,
+                   then: str | None = None) -> str:
         path = self.folder / outbox_name(seq, recipient)
         committing()
         try:
