@@ -33,7 +33,8 @@ from .errors import Problem, UtskickError
 from .load import Document, load_issue
 from .project import Project
 from .model import Image, Issue, Logo
-from .render import STRINGS, Rendered, inline, page_environment, render, template_problem
+from .inline import inline
+from .render import STRINGS, Rendered, page_environment, render, template_problem
 
 INDEX = "index.html"
 FEED = "feed.xml"

@@ -7,7 +7,6 @@ recipient by joining pre-split pieces, which costs microseconds.
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import textwrap
@@ -22,9 +21,9 @@ from urllib.parse import urlsplit
 import jinja2
 from pydantic import BaseModel
 from markupsafe import Markup
-from premailer import Premailer
 
 from . import calendar, images, markdown
+from .inline import inline
 from .images import Picture
 from .errors import Problem, UtskickError
 from .files import bundled, make_folders
@@ -135,13 +134,13 @@ class _Markers:
     """Stands in for `subscriber` while rendering: every field becomes a marker premailer keeps."""
 
     def __init__(self, nonce: str) -> None:
-        self._nonce = nonce
+        self.nonce = nonce
         self.used: list[str] = []
 
     def marker(self, name: str) -> str:
         if name not in self.used:
             self.used.append(name)
-        return f"%%U{self._nonce}#{self.used.index(name)}%%"
+        return f"%%U{self.nonce}#{self.used.index(name)}%%"
 
     def __getattr__(self, name: str) -> str:
         if name.startswith("_"):
@@ -152,9 +151,9 @@ class _Markers:
         return self.marker(name)
 
     def split(self, text: str) -> Split:
-        pieces = re.split(rf"%%U{self._nonce}#(\d+)%%", text)
+        pieces = re.split(rf"%%U{self.nonce}#(\d+)%%", text)
         statics = pieces[0::2]
-        if any(re.search(rf"%%U{self._nonce}", p, re.IGNORECASE) for p in statics):
+        if any(re.search(rf"%%U{self.nonce}", p, re.IGNORECASE) for p in statics):
             raise UtskickError(Problem(
                 "a template changes a subscriber field or unsubscribe_url with a filter or an operation; "
                 "these are filled in per recipient after rendering, so use them as they are: {{ subscriber.name }}"))
@@ -359,24 +358,6 @@ def _template_problem(e: Exception, project: Project) -> Problem:
     return Problem(f"template: {message}", Path(file) if file else project.templates_dir, line)
 
 
-def _inline(page: str) -> str:
-    # premailer's cssutils logs every unknown property at WARNING: keep it out of the terminal.
-    logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
-    return str(
-        Premailer(
-            page, strip_important=False, keep_style_tags=False, remove_classes=False,
-            disable_validation=True, cssutils_logging_level=logging.CRITICAL, allow_network=False,
-            disable_leftover_css=False,
-            # Our templates set width/height attributes themselves; premailer's height="auto" is invalid.
-            disable_basic_attributes=["height", "width"],
-            # It re-parses every image's style with cssutils' validation on, which compiles a few
-            # hundred regexes: 60 % of a build's inlining. A theme that floats an image writes
-            # the `align` Outlook needs itself, as it does `width`.
-            align_floating_images=False,
-        ).transform(pretty_print=False)
-    )
-
-
 def page_environment(project: Project) -> jinja2.Environment:
     """The templates with every filter, for pages built from the theme outside an email
     (`utskick publish`): images keep their src, so the caller links them where it puts them."""
@@ -385,9 +366,8 @@ def page_environment(project: Project) -> jinja2.Environment:
     return env
 
 
-# For those pages too: a template's failure located, and CSS inlined as in the email.
+# For those pages too: a template's failure located.
 template_problem = _template_problem
-inline = _inline
 
 
 def render(project: Project, doc: Document[Issue]) -> Rendered:
@@ -427,7 +407,7 @@ def render(project: Project, doc: Document[Issue]) -> Rendered:
     attachments, web_files = _calendar_files(settings, slug, issue.calendar.events if issue.calendar else [])
     if hosted:
         web_files += images.site_files(pictures.values())
-    rendered = Rendered(slug, settings, issue, markers.split(_inline(page)), markers.split(text),
+    rendered = Rendered(slug, settings, issue, markers.split(inline(page, project.cache_dir, markers.nonce)), markers.split(text),
                         tuple(embedded), attachments, files=tuple(files), web_files=web_files,
                         pictures=tuple(dict.fromkeys(pictures.values())))
     warnings = image_problems + _checks(project, doc, embedded)

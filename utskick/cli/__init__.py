@@ -300,6 +300,18 @@ def report(problems: list[Problem]) -> None:
         click.echo(str(p), err=True)
 
 
-def main() -> None:
-    cli(prog_name="utskick")
+def main() -> NoReturn:
+    """Run one command, then exit without tearing the interpreter down: by then everything is
+    written and closed (every file through `write_atomic`, the journal by its `with`), and
+    unwinding the objects of the imported libraries took 0.2 s, a fifth of a `build`."""
+    try:
+        cli(prog_name="utskick")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
