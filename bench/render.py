@@ -2,8 +2,9 @@
 
     python bench/render.py
 
-Prints, in one run: (1) the wall time of importing jinja2, premailer, pydantic, markdown-it,
-babel and yaml in a fresh interpreter (the floor no build can go below), (2) the wall time of
+Prints, in one run: (1) the wall time of importing what a build of an unchanged issue needs
+(jinja2, pydantic, markdown-it, babel, icalendar, Pillow, yaml, click) in a fresh interpreter:
+the floor no such build can go below (a changed page imports premailer too), (2) the wall time of
 `utskick build` on the largest example issue as a fresh process, (3) ten issues rendered in one
 process, (4) `utskick build` of that issue with a 12-megapixel phone photo (EXIF orientation and
 GPS) as its editorial image, cold (empty image cache) and warm. Each figure is the median of
@@ -24,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 5
-IMPORTS = "import jinja2, premailer, pydantic, markdown_it, babel.dates, yaml, click, email.message"
+IMPORTS = "import jinja2, pydantic, markdown_it, babel.dates, icalendar, PIL.Image, yaml, click, email.message"
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
