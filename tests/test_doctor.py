@@ -214,3 +214,19 @@ def test_broken_settings_are_one_failing_line(project: Path, run: Run) -> None:
     result = run("doctor", "--dns-server", closed_port())
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert lines(result)["settings"].startswith("FAIL ") and "newsletter.yaml:" in result.output
+
+
+@pytest.mark.parametrize("policy", ["none", "quarantine", "reject"])
+def test_an_enforced_dmarc_without_spf_or_dkim_blocks_the_send(project: Path, policy: str) -> None:
+    with serving({f"_dmarc.{DOMAIN}": [f"v=DMARC1; p={policy}"]}) as dns:
+        checks = {c.name: c for c in dns_checks.records(DOMAIN, ("s1",), False, dns_checks.resolver(dns))}
+    assert checks["SPF"].status == checks["DKIM"].status == "warn"
+    if policy == "none":
+        assert checks["DMARC"].status == "ok"
+    else:
+        assert checks["DMARC"].status == "FAIL" and checks["DMARC"].blocks
+        assert ("refuse" if policy == "reject" else "put in spam") in checks["DMARC"].detail
+    # One of them in place carries DMARC: a warning for the other, nothing blocks.
+    with serving({f"_dmarc.{DOMAIN}": [f"v=DMARC1; p={policy}"], DOMAIN: ["v=spf1 include:relay.example -all"]}) as dns:
+        checks = {c.name: c for c in dns_checks.records(DOMAIN, ("s1",), False, dns_checks.resolver(dns))}
+    assert checks["DMARC"].status == "ok" and checks["DKIM"].status == "warn"

@@ -87,10 +87,21 @@ def organisational(domain: str) -> str:
 def records(domain: str, selectors: tuple[str, ...], microsoft: bool, resolve: dns.resolver.Resolver) -> list[Check]:
     """SPF, DKIM and DMARC of the From domain, one check each, or one "skip" without DNS."""
     try:
-        return [_spf(domain, microsoft, resolve), _dkim(domain, selectors, resolve), _dmarc(domain, resolve)]
+        spf, dkim, (dmarc, policy) = _spf(domain, microsoft, resolve), _dkim(domain, selectors, resolve), _dmarc(domain, resolve)
     except NoDns:
         return [Check("SPF, DKIM, DMARC", "skip", "skipped: no DNS (no DNS server answered)",
                       "run doctor where DNS can be reached, or name a server with --dns-server")]
+    return [spf, dkim, _enforced(dmarc, policy, spf, dkim)]
+
+
+def _enforced(dmarc: Check, policy: str, spf: Check, dkim: Check) -> Check:
+    """A missing SPF or DKIM alone is a warning: the other can carry DMARC. Both missing under a
+    policy that rejects or quarantines blocks the send: receivers refuse or junk every message."""
+    if policy not in ("reject", "quarantine") or spf.status != "warn" or dkim.status != "warn":
+        return dmarc
+    outcome = "refuse" if policy == "reject" else "put in spam"
+    return Check("DMARC", "FAIL", f"the From domain's DMARC says p={policy}, and neither SPF nor DKIM passes: "
+                 f"receivers will {outcome} every message", "fix SPF or DKIM as said above (DKIM is the one that survives forwarding)")
 
 
 def _spf(domain: str, microsoft: bool, resolve: dns.resolver.Resolver) -> Check:
@@ -120,7 +131,8 @@ def _dkim(domain: str, selectors: tuple[str, ...], resolve: dns.resolver.Resolve
     return Check("DKIM", "ok", f"key published for {domain} (selector {', '.join(published)}): signatures align with From")
 
 
-def _dmarc(domain: str, resolve: dns.resolver.Resolver) -> Check:
+def _dmarc(domain: str, resolve: dns.resolver.Resolver) -> tuple[Check, str]:
+    """The check, and the policy receivers apply ("" without a record)."""
     at = domain
     found = txt(resolve, f"_dmarc.{domain}", "v=DMARC1")
     if not found and organisational(domain) != domain:
@@ -129,11 +141,11 @@ def _dmarc(domain: str, resolve: dns.resolver.Resolver) -> Check:
     if not found:
         return Check("DMARC", "warn", f"no DMARC record at _dmarc.{domain}",
                      f"publish one, at least \"v=DMARC1; p=none; rua=mailto:dmarc@{organisational(domain)}\" "
-                     "(Gmail and Yahoo require it of bulk senders)")
+                     "(Gmail and Yahoo require it of bulk senders)"), ""
     policy = tags(found[0])
     strict = [name for key, name in (("aspf", "SPF"), ("adkim", "DKIM")) if policy.get(key, "r").lower() == "s"]
     if strict and at != domain:
         return Check("DMARC", "warn", f"_dmarc.{at} asks for strict {' and '.join(strict)} alignment, and From is "
-                     f"{domain}, a subdomain", f"send from an address at {at}, or relax {', '.join(strict)} alignment")
+                     f"{domain}, a subdomain", f"send from an address at {at}, or relax {', '.join(strict)} alignment"), ""
     return Check("DMARC", "ok", f"_dmarc.{at}: p={policy.get('p', '?')}; SPF (envelope sender = From) and DKIM "
-                 f"align with {domain}")
+                 f"align with {domain}"), policy.get("p", "").lower()
