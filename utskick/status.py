@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import UtskickError
-from .journal import Counts, Journal
+from .journal import Counts, Journal, Row
 from .project import Project
 from .subscribers import load_suppressed, merge
 
@@ -31,3 +33,25 @@ def standing(journal: Journal, listed: set[str] | None) -> tuple[Counts, int]:
             counts.add(row.state, -1)
             gone += 1
     return counts, gone
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One transport's journal of an issue: its counts, those gone from the lists, every row."""
+
+    kind: str
+    counts: Counts
+    gone: int
+    rows: list[Row]
+
+
+def report(project: Project, slug: str) -> list[Standing]:
+    """How the sending of `slug` stands through each transport it went through (none: not sent)."""
+    kinds = Journal.transports(project.state_dir, slug)
+    listed = still_listed(project) if kinds else None
+    out = []
+    for kind in kinds:
+        with Journal.open(project.state_dir, slug, kind) as journal:
+            counts, gone = standing(journal, listed)
+            out.append(Standing(kind, counts, gone, list(journal.rows())))
+    return out

@@ -19,7 +19,7 @@ from ..credentials import Tokens
 from ..errors import Problem, UtskickError, display_path
 from ..csvfile import format_row
 from ..files import write_atomic
-from ..journal import Counts, Journal
+from ..journal import Counts
 from ..load import slug_of
 from ..project import Project
 from ..message import MessageTemplate
@@ -230,18 +230,15 @@ def status(obj: Context, issue: str, report: Path | None) -> None:
     project = obj.project()
     path = project.issue_path(issue)
     slug = slug_of(path)
-    kinds = Journal.transports(project.state_dir, slug)
-    if not kinds and not path.exists():
+    standings = standing.report(project, slug)
+    if not standings and not path.exists():
         raise UtskickError(Problem("file not found, and nothing was sent under that name", path))
-    if not kinds:
+    if not standings:
         click.echo(f"{slug}: not sent yet")
     out = [format_row(["transport", "email", "state", "attempts", "last_reply", "updated"])]
-    listed = standing.still_listed(project) if kinds else None
-    for kind in kinds:
-        with Journal.open(project.state_dir, slug, kind) as journal:
-            click.echo(f"{slug} via {kind}: {summary_line(*standing.standing(journal, listed))}")
-            for row in journal.rows():
-                out.append(format_row([kind, row.email, row.shown_state, str(row.attempts), row.reply, row.updated]))
+    for s in standings:
+        click.echo(f"{slug} via {s.kind}: {summary_line(s.counts, s.gone)}")
+        out += [format_row([s.kind, r.email, r.shown_state, str(r.attempts), r.reply, r.updated]) for r in s.rows]
     if report is not None:
         write_atomic(report, "".join(out), private=True)  # addresses: personal data
         click.echo(f"wrote {display_path(report)}")
