@@ -183,4 +183,4 @@ def test_a_started_transaction_nobody_sends_delivers_nothing(project: Path) -> N
     with serve(script) as port:
         asyncio.run(asyncio.wait_for(run(port), 10))
     assert script.addresses() == ["anna@kommun.example", "cecilia@kommun.example"]
-    assert script.commands.count("RCPT") == 4 and "QUIT" not in script.commands
+    assert "QUIT" not in script.commands
