@@ -12,7 +12,6 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -25,6 +24,7 @@ from ..credentials import Credentials, OAuth2, Password, SignIn, TokenWanted
 from ..errors import Problem, UtskickError
 from ..oauth import TOKEN_REFUSED
 from .base import SMTP_TIMEOUT, Bounced, BudgetReached, Committing, Fatal, Stage, Temporary, TransportError
+from .link import Replies
 
 @dataclass(frozen=True)
 class SmtpSettings:
@@ -122,78 +122,6 @@ def classify(code: int, message: str, stage: Stage, recipient: str | None) -> Tr
     return kind(message, code=code, recipient=recipient, stage=stage, hint=hint)
 
 
-class _Replies(asyncio.Protocol):
-    """Every reply the server sends, kept in order until read.
-
-    aiosmtplib's protocol object holds one reply at a time and drops what arrives while none is
-    awaited, so it cannot read the three replies to a pipelined MAIL, RCPT and DATA (RFC 2920).
-    This one takes over the link once aiosmtplib has connected, secured it and signed in.
-    """
-
-    MAX_PENDING = 65536
-    """Bytes of an unfinished reply before the server is taken for broken."""
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.buffer = bytearray()
-        self.complete: deque[replies.Reply] = deque()
-        self.lines: list[str] = []
-        self.lost: Exception | None = None
-        self.waiter: asyncio.Future[None] | None = None
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\n")) >= 0:
-            line = bytes(self.buffer[:end + 1])
-            del self.buffer[:end + 1]
-            if not line[:3].isdigit():
-                self._fail(ConnectionError("the server sent something that is not an SMTP reply"))
-                return
-            self.lines.append(line[4:].strip(b" \t\r\n").decode("utf-8", "replace"))
-            if line[3:4] != b"-":
-                self.complete.append(replies.Reply(int(line[:3]), "\n".join(self.lines)))
-                self.lines = []
-        if len(self.buffer) > self.MAX_PENDING:
-            self._fail(ConnectionError("the server's reply is too long"))
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self._fail(ConnectionError("the server closed the connection"))
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.lost is None:
-            self.lost = ConnectionError(f"connection lost ({exc})" if exc else "connection lost")
-        self._wake()
-
-    def _fail(self, error: Exception) -> None:
-        self.lost = self.lost or error
-        self.transport.close()
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def write(self, data: bytes) -> None:
-        if self.lost is not None or self.transport.is_closing():
-            raise self.lost or ConnectionError("connection lost")
-        self.transport.write(data)
-
-    async def read(self, timeout: float) -> replies.Reply:
-        while not self.complete:
-            if self.lost is not None:
-                raise self.lost
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(self.waiter, timeout)
-            except TimeoutError:
-                raise ConnectionError(f"no reply within {timeout:g} s") from None
-            finally:
-                self.waiter = None
-        return self.complete.popleft()
-
-
 class SmtpConnection:
     """One signed-in link to the relay, carrying one transaction at a time.
 
@@ -210,7 +138,7 @@ class SmtpConnection:
         transport = client.transport
         assert isinstance(transport, asyncio.Transport)
         self.pipelining = client.supports_extension("pipelining")
-        self.replies = _Replies(transport)
+        self.replies = Replies(transport)
         transport.set_protocol(self.replies)
         self.mail_from = b"MAIL FROM:<" + ascii_form(sender).encode("ascii") + b">\r\n"
         self.timeout = timeout
