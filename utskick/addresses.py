@@ -1,5 +1,6 @@
 """Every e-mail address utskick handles, in one place: parsing, normalising, the canonical key,
-the ASCII form SMTP carries, the sender, and the located problem for a bad one.
+the ASCII form SMTP carries, the sender, the located problem for a bad one, and whether a host
+is this computer.
 
 The canonical key of a person is the lower-cased ASCII form of the address (IDNA 2008 / UTS 46,
 as email-validator computes it): dedupe, suppression, the journal and tokens all use it, so
@@ -10,6 +11,7 @@ another domain (`strasse.de`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from email.utils import getaddresses
@@ -138,3 +140,14 @@ class Sender:
     @property
     def local(self) -> str:
         return self.address.rpartition("@")[0].lower()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host (a name, an IP address, [an IPv6 literal]) is this computer: the only place
+    utskick speaks plain SMTP or plain http to."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -10,7 +10,6 @@ a nonce and the body; `signed_data` is the one definition of those bytes, used b
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import signer, suppression
+from .addresses import is_loopback
 from .errors import Problem, UtskickError
 from .project import Project
 
@@ -46,15 +46,6 @@ def pull_path(url: str) -> str:
     return unsubscribe_path(url).rstrip("/") + "/pull"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def origin(project: Project, given: str | None) -> str:
     """scheme://host[:port] of the server: `given`, else that of unsubscribe.url."""
     url = project.settings.unsubscribe.url
@@ -69,7 +60,7 @@ def origin(project: Project, given: str | None) -> str:
         raise bad(f"{given!r} is not a web address: give https://host[:port]")
     if given and (parts.path not in ("", "/") or parts.query):
         raise bad("give only https://host[:port]: the path is that of unsubscribe.url")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise bad(f"plain http only to a loopback address, not {parts.hostname}: use https")
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 

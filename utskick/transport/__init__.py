@@ -11,11 +11,11 @@ from ..errors import Problem, UtskickError
 from .base import (SMTP_TIMEOUT, Bounced, BudgetReached, Committing, Connection, Fatal, Stage, Temporary,
                    Transport, TransportError)
 from .outbox import OutboxConnection, OutboxTransport, outbox_name
-from .smtp import SmtpConnection, SmtpSettings, SmtpTransport, classify, is_loopback, parse_smtp_url, trusting
+from .smtp import SmtpConnection, SmtpSettings, SmtpTransport, classify, parse_smtp_url, trusting
 
 __all__ = ["SMTP_TIMEOUT", "Bounced", "BudgetReached", "Committing", "Connection", "Fatal", "OutboxConnection",
            "OutboxTransport", "SmtpConnection", "SmtpSettings", "SmtpTransport", "Stage", "Temporary", "Transport",
-           "TransportError", "classify", "from_environment", "is_loopback", "outbox_name", "parse_smtp_url", "trusting"]
+           "TransportError", "classify", "from_environment", "outbox_name", "parse_smtp_url", "trusting"]
 
 
 def from_environment(outbox: Path, sender: str, tokens: Tokens | None = None) -> Transport:

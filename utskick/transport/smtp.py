@@ -9,7 +9,6 @@ construction (`MessageTemplate.message_for`), so they go out unchanged.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from .. import replies
-from ..addresses import ascii_form
+from ..addresses import ascii_form, is_loopback
 from ..credentials import Credentials, OAuth2, Password, SignIn, TokenWanted
 from ..errors import Problem, UtskickError
 from ..oauth import TOKEN_REFUSED
@@ -50,15 +49,6 @@ class SmtpSettings:
         security = "TLS" if self.implicit_tls else ("STARTTLS" if self.starttls else "plain, loopback only")
         xoauth2 = ", XOAUTH2" if isinstance(sign_in, (TokenWanted, OAuth2)) else ""
         return f"SMTP {who}{self.host}:{self.port} ({security}{xoauth2})"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_smtp_url(url: str, password: str | None = None) -> SmtpSettings:
