@@ -181,11 +181,15 @@ def load_list(path: Path) -> SubscriberList:
             continue
         seen[key] = line
         n = len(cells)
-        values = tuple(same.setdefault(v, v) for v in (cells[i].strip() if i < n else "" for i in attrs.values()))
+        extra = NO_CELLS
+        if attrs:
+            values = tuple(same.setdefault(v, v) for v in (cells[i].strip() if i < n else "" for i in attrs.values()))
+            if (extra := cells_of.get(values, NO_CELLS)) is NO_CELLS:
+                extra = cells_of[values] = Cells(names, values)
         out.append(Subscriber(
             email, email if key == email else key,  # most keys are the address as written
             cells[name].strip() if name is not None and name < n else "",
-            cells_of.setdefault(values, Cells(names, values)) if attrs else NO_CELLS,
+            extra,
         ))
     return SubscriberList(path.stem, path, columns, tuple(out), rows, invalid, tuple(problems))
 
